@@ -1,0 +1,210 @@
+"""Checkpoints: one file that is enough to predict, and to resume training exactly.
+
+A checkpoint is a ``dict`` saved with :func:`torch.save` that holds only tensors, lists,
+dicts, strings, numbers, booleans and ``None``, so that it loads with
+``torch.load(path, weights_only=True)`` (no arbitrary unpickling). Keys:
+
+========================  ==================================================================
+``format``                ``"psetae-checkpoint"``
+``version``               :data:`CHECKPOINT_VERSION`
+``model_config``          constructor arguments of :class:`~psetae.models.psetae.PseTae`
+``state_dict``            the model weights (the best epoch's in ``best.pt``)
+``normalisation``         ``{"mean": tensor, "std": tensor}`` applied to the pixels, or None
+``extra_stats``           ``{"mean": tensor, "std": tensor}`` of the geometric features, or None
+``class_ids``             the dataset's class codes, in the order of the logits
+``class_names``           a name for each class
+``nomenclature``          which nomenclature of ``labels.json`` the classes come from
+``npixel``                S, pixels sampled per parcel
+``extra_features``        whether the model takes the geometric features
+``train_config``          :class:`~psetae.train.fit.TrainConfig` as a dict
+``epoch``                 the last finished epoch (1-based)
+``best_epoch``            the epoch with the best validation mIoU, ``best_metric`` its value
+``history``               per-epoch metrics (list of dicts)
+``optimizer``             optimizer state (resume only; None in a stripped checkpoint)
+``scaler``                GradScaler state on CUDA (resume only), else None
+``rng``                   RNG states of torch, numpy and Python (resume only)
+========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "get_rng_state",
+    "set_rng_state",
+    "to_plain",
+]
+
+CHECKPOINT_FORMAT = "psetae-checkpoint"
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = (
+    "model_config",
+    "state_dict",
+    "normalisation",
+    "extra_stats",
+    "class_ids",
+    "class_names",
+    "nomenclature",
+    "npixel",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not a psetae checkpoint (names the file)."""
+
+    def __init__(self, path: str | os.PathLike, message: str) -> None:
+        self.path = Path(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+def to_plain(obj: Any) -> Any:
+    """Convert numpy arrays and scalars, tuples and paths into tensors, lists and numbers.
+
+    Used on everything that goes into a checkpoint, so that ``weights_only=True`` loads it.
+    """
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj)).clone()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, (str, int)) else str(k)): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint")
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (temporary file in the same folder, then
+    ``os.replace``), so an interruption never leaves a truncated checkpoint behind.
+
+    Parameters
+    ----------
+    path
+        Destination file (its folder must exist).
+    checkpoint
+        The content; converted with :func:`to_plain`. ``format`` and ``version`` are added.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    content = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
+    content.update(to_plain(checkpoint))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, require_resume: bool = False) -> dict[str, Any]:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` and check its content.
+
+    Parameters
+    ----------
+    path
+        A file written by :func:`save_checkpoint`.
+    require_resume
+        Also require the optimizer and RNG states needed to resume training.
+
+    Returns
+    -------
+    dict
+        The checkpoint, tensors on the CPU.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable file, another format, a newer version, or missing keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is "unreadable"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"not a readable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, "not a psetae checkpoint (no 'format' marker)")
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            path, f"checkpoint version {version!r} is newer than this psetae reads"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if require_resume:
+        missing += [k for k in ("optimizer", "rng", "epoch") if ckpt.get(k) is None]
+    if missing:
+        raise CheckpointError(path, f"missing {', '.join(missing)}")
+    return ckpt
+
+
+# --------------------------------------------------------------------------- RNG states
+
+
+def get_rng_state() -> dict[str, Any]:
+    """RNG states of torch (CPU and CUDA), numpy's global generator and Python's ``random``,
+    as tensors, lists and numbers only."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states returned by :func:`get_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["kind"],
+            np.asarray(n["keys"].numpy(), dtype=np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
