@@ -110,13 +110,14 @@ def _tar_members(tar: tarfile.TarFile) -> Iterable[tuple[tarfile.TarInfo, str, s
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> str:
-    """Classify a zip member from its Unix mode bits (when present)."""
-    mode = info.external_attr >> 16
+    """Classify a zip member from its Unix file-type bits (when a Unix tool wrote them)."""
     if info.is_dir():
         return "dir"
-    if mode and stat.S_ISLNK(mode):
+    # Only Unix-made zips carry a mode; many store permission bits alone (type 0: a file).
+    file_type = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
+    if file_type == stat.S_IFLNK:
         return "symlink"
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         return "special"
     return "file"
 
