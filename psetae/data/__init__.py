@@ -9,6 +9,7 @@ Reading (:class:`PixelSetDataset`, :func:`collate_pixel_sets`), writing
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from psetae.data.format import (
     DatasetFormatError,
@@ -56,6 +57,9 @@ _LAZY = {
     "simulate_s2agri": "psetae.data.simulate",
     "download_s2agri": "psetae.data.download",
 }
+
+# Advertise the simulator and downloader only once their modules exist.
+__all__ = [n for n in __all__ if n not in _LAZY or importlib.util.find_spec(_LAZY[n]) is not None]
 
 
 def __getattr__(name: str) -> object:

@@ -11,6 +11,7 @@ A dataset folder (``root``) looks like this (see ``SPEC.md``)::
       META/<key>.json        any extra metadata (``extra_meta`` of :func:`write_dataset`)
       normalisation.json     {"mean": ..., "std": ..., "per": ...}   (optional)
       normalisation.pkl      the same (mean, std) tuple, pickled like the reference does
+      PACKED/                optional packed form (see :mod:`psetae.data.packed`)
 
 ``normalisation.pkl`` exists so that the reference implementation can read our datasets;
 this package itself reads the JSON (or, for foreign datasets, the pickle through the
@@ -193,6 +194,10 @@ def write_dataset(
     for d in dates:
         parse_date(d, root / "META" / "dates.json")
     t_c = _check_pixel_arrays(pixels, len(dates))
+    if normalisation is not None and t_c is not None:
+        shape = np.shape(normalisation[0])
+        if shape not in ((), (1,), (t_c[1],), t_c) or np.shape(normalisation[1]) != shape:
+            raise ValueError(f"normalisation of shape {shape} does not fit (T, C)={t_c}")
     ids = {int(i) for i in pixels}
     for nom, mapping in labels.items():
         unknown = sorted({int(i) for i in mapping} - ids)
@@ -232,7 +237,7 @@ def write_dataset(
             _dump(meta / f"{key}.json", value)
         if normalisation is not None:
             mean, std = normalisation
-            per = _infer_per(np.asarray(mean), t_c)
+            per = _infer_per(np.asarray(mean))
             write_normalisation(tmp, mean, std, per=per)
         _swap_into_place(tmp, root, overwrite)
     except BaseException:
@@ -274,7 +279,7 @@ def _check_pixel_arrays(pixels: Mapping[int, np.ndarray], n_dates: int) -> tuple
     return t_c
 
 
-def _infer_per(mean: np.ndarray, t_c: tuple[int, int] | None) -> str:
+def _infer_per(mean: np.ndarray) -> str:
     if mean.ndim == 0 or mean.size == 1:
         return "scalar"
     if mean.ndim == 1:

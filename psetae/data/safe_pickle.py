@@ -79,7 +79,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file)
         self._path = path
 
-    def find_class(self, module: str, name: str) -> object:  # noqa: D401
+    def find_class(self, module: str, name: str) -> object:
         resolve = ALLOWED_GLOBALS.get((module, name))
         if resolve is None:
             raise UnsafePickleError(

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 __all__ = ["sample_indices", "sample_pixels", "jitter"]
 
@@ -69,9 +70,14 @@ def sample_pixels(x: np.ndarray, s: int, rng: np.random.Generator) -> tuple[np.n
     return x[:, :, index], mask  # (T, C, S)
 
 
-def jitter(x: np.ndarray, sigma: float, clip: float, rng: np.random.Generator) -> np.ndarray:
-    """Add Gaussian noise N(0, sigma^2) clipped to [-clip, clip] to ``x`` (float32, in place)."""
-    noise = rng.standard_normal(size=x.shape, dtype=np.float32) * np.float32(sigma)
-    np.clip(noise, -clip, clip, out=noise)
-    x += noise
-    return x
+def jitter(
+    x: torch.Tensor, sigma: float, clip: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Add Gaussian noise N(0, sigma^2) clipped to [-clip, clip] to ``x``, in place.
+
+    torch draws normal numbers about four times faster than numpy on CPU, and jitter is
+    the largest cost of a training item.
+    """
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    noise.mul_(sigma).clamp_(-clip, clip)
+    return x.add_(noise)
