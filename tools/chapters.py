@@ -71,7 +71,7 @@ def badge_source(notebook_path: Path) -> str:
 
 def setup_source() -> str:
     url, branch = repository()
-    return f'''# On Google Colab only: install the psetae package next to Colab's own CUDA build of PyTorch
+    return f"""# On Google Colab only: install the psetae package next to Colab's own CUDA build of PyTorch
 # (the package asks for a range of torch versions, so pip keeps the one that is there).
 # Anywhere else this cell does nothing: set up with the README's commands instead.
 import os
@@ -79,17 +79,17 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/psetae-book"):
-        subprocess.run(
-            ["git", "clone", "--depth", "1", "--branch", "{branch}", "{url}", "/content/psetae-book"],
-            check=True,
-        )
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "/content/psetae-book"], check=True)
-    os.chdir("/content/psetae-book/book")'''
+    repo, branch = "{url}", "{branch}"
+    target = "/content/psetae-book"
+    if not os.path.isdir(target):
+        subprocess.run(["git", "clone", "--depth", "1", "-b", branch, repo, target], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", target], check=True)
+    os.chdir(os.path.join(target, "book"))"""
 
 
 def _cell(cell_type: str, source: str, tags: list[str]) -> dict:
-    cell = {"cell_type": cell_type, "metadata": {"tags": tags}, "source": source}
+    # A fixed id (the tag) keeps the generated cells stable and nbformat-valid.
+    cell = {"cell_type": cell_type, "id": tags[0], "metadata": {"tags": tags}, "source": source}
     if cell_type == "code":
         cell.update(execution_count=None, outputs=[])
     return cell

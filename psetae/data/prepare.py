@@ -37,7 +37,16 @@ def prepare_dataset(
     if name == "simulated":
         from psetae.data.simulate import simulate_s2agri
 
-        return simulate_s2agri(data_dir / "s2agri-sim", preset="book", exist_ok=True)
+        root = data_dir / "s2agri-sim"
+        try:
+            return simulate_s2agri(root, preset="book", exist_ok=True)
+        except FileExistsError:
+            # The folder holds a simulation from other parameters or an older simulator: it is a
+            # derived, deterministic artefact, so write it anew. Anything else is never replaced.
+            if not (root / "META" / "simulation.json").is_file():
+                raise
+            print(f"{root} was simulated with other settings; simulating it again", flush=True)
+            return simulate_s2agri(root, preset="book", overwrite=True)
     if name == "s2agri":
         from psetae.data.download import download_s2agri
 
