@@ -1,6 +1,6 @@
 """Checkpoints: one file that is enough to predict, and to resume training exactly.
 
-A checkpoint is a ``dict`` saved with :func:`torch.save` that holds only tensors, lists,
+A checkpoint is a ``dict`` saved with :func:`torch.save` that holds only tensors, lists, tuples,
 dicts, strings, numbers, booleans and ``None``, so that it loads with
 ``torch.load(path, weights_only=True)`` (no arbitrary unpickling). Keys:
 
@@ -16,6 +16,7 @@ dicts, strings, numbers, booleans and ``None``, so that it loads with
 ``nomenclature``          which nomenclature of ``labels.json`` the classes come from
 ``npixel``                S, pixels sampled per parcel
 ``extra_features``        whether the model takes the geometric features
+``sequence_length``       T, the number of dates of the training data
 ``train_config``          :class:`~psetae.train.fit.TrainConfig` as a dict
 ``epoch``                 the last finished epoch (1-based)
 ``best_epoch``            the epoch with the best validation mIoU, ``best_metric`` its value
@@ -72,7 +73,7 @@ class CheckpointError(ValueError):
 
 
 def to_plain(obj: Any) -> Any:
-    """Convert numpy arrays and scalars, tuples and paths into tensors, lists and numbers.
+    """Convert numpy arrays and scalars and paths into tensors, numbers and strings.
 
     Used on everything that goes into a checkpoint, so that ``weights_only=True`` loads it.
     """
@@ -84,7 +85,9 @@ def to_plain(obj: Any) -> Any:
         return obj.detach().cpu().clone()
     if isinstance(obj, dict):
         return {(k if isinstance(k, (str, int)) else str(k)): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, tuple):  # kept: the optimizer's state has tuples (Adam's betas)
+        return tuple(to_plain(v) for v in obj)
+    if isinstance(obj, list):
         return [to_plain(v) for v in obj]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
@@ -114,6 +117,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path
     content.update(to_plain(checkpoint))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             torch.save(content, f)
             f.flush()

@@ -142,7 +142,7 @@ def load_split(path: str | os.PathLike) -> Split:
     try:
         return Split(**parts)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}".replace(": split:", ":")) from None
+        raise ValueError(f"{path}: {str(e).removeprefix('split: ')}") from None
 
 
 def save_split(split: Split, path: str | os.PathLike) -> None:

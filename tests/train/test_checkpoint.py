@@ -41,7 +41,7 @@ def test_round_trip_with_weights_only(tmp_path):
     ck = load_checkpoint(path)
     assert torch.equal(ck["state_dict"]["w"], torch.arange(6.0).reshape(2, 3))
     assert torch.equal(ck["normalisation"]["std"], torch.tensor([0.5, 0.25], dtype=torch.float64))
-    assert ck["model_config"]["mlp1"] == [10, 32, 64]
+    assert ck["model_config"]["mlp1"] == (10, 32, 64)
     assert ck["npixel"] == 64 and isinstance(ck["npixel"], int)
     assert ck["class_names"][2] == "Spring Cereal"
     # No temporary file left behind.

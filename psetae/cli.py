@@ -1,0 +1,549 @@
+"""The command line: ``python -m psetae <command> ...`` or the ``psetae`` console script.
+
+Commands::
+
+    simulate   write a simulated S2-Agri dataset folder (offline)
+    download   download the real S2-Agri pixel-set release from Zenodo
+    validate   check a dataset folder and list every problem
+    pack       write the packed (memory-mapped) form of a dataset folder
+    train      train with the paper's k-fold protocol, or on a fixed split
+    evaluate   test checkpoint(s) on a labelled folder
+    predict    predict a folder's parcels and write a CSV
+
+Errors the user can fix (a bad path, a malformed file, a wrong argument) print one line,
+``psetae <command>: error: ...``, on stderr and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "build_parser", "CliError"]
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem with the command's arguments; printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    return path
+
+
+def _classes(text: str) -> list[int] | str | None:
+    if text in ("auto", "all"):
+        return "auto" if text == "auto" else None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'all' or comma-separated class ids like 1,3,4; got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("no class id given")
+    return values
+
+
+def _model_overrides(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object like {"mlp3": [512, 64, 64]}')
+    return value
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' line breaks; shows defaults that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default is not None
+            and default is not False
+            and default != argparse.SUPPRESS
+            and default != {}
+            and "%(default)" not in text
+        ):
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else "%(default)s"
+            text += f" (default: {shown})"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``psetae`` argument parser with all its subcommands."""
+    parser = _Parser(
+        prog="psetae",
+        description="PSE-TAE: Pixel-Set Encoders and Temporal Self-Attention for satellite "
+        "image time series classification (Sainte Fare Garnot et al., CVPR 2020).",
+        epilog="Run 'psetae <command> --help' for the options of a command.",
+        formatter_class=_Formatter,
+    )
+    from psetae import __version__
+
+    parser.add_argument("--version", action="version", version=f"psetae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+
+    def command(name: str, help: str, description: str, epilog: str = "") -> Any:
+        return sub.add_parser(
+            name, help=help, description=description, epilog=epilog, formatter_class=_Formatter
+        )
+
+    # simulate
+    p = command(
+        "simulate",
+        "write a simulated S2-Agri dataset folder",
+        "Write a simulated dataset in the S2-Agri pixel-set format: realistic crop "
+        "phenology, clouds and parcel sizes, 24 dates, 10 bands, the paper's classes. "
+        "Offline and deterministic (same preset and seed, same files).",
+        "example: psetae simulate --preset book --out data/s2agri-sim",
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder to create")
+    p.add_argument(
+        "--preset",
+        default="book",
+        choices=["book", "test", "large"],
+        help="size: book (8000 parcels, minutes on a CPU), test (tiny), large (40000)",
+    )
+    p.add_argument("--parcels", type=_positive_int, default=None, help="replace the preset's")
+    p.add_argument("--seed", type=int, default=None, help="replace the preset's")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=_cmd_simulate)
+
+    # download
+    p = command(
+        "download",
+        "download the real S2-Agri pixel-set release (Zenodo)",
+        "Download, verify (checksums) and extract the S2-Agri pixel-set release, Zenodo "
+        "record 5815488 (DOI 10.5281/zenodo.5815488). Interrupted downloads resume; a "
+        "completed folder is recognised and not downloaded again.",
+        "example: psetae download --out data/s2agri",
+    )
+    p.add_argument("--out", required=True, type=Path, help="destination folder")
+    p.add_argument("--record", default="5815488", help="Zenodo record id or DOI")
+    p.add_argument(
+        "--api-url", default="https://zenodo.org/api/records/", help="Zenodo records API"
+    )
+    p.add_argument("--files", nargs="+", default=None, help="only these files (glob patterns)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_cmd_download)
+
+    # validate
+    p = command(
+        "validate",
+        "check a dataset folder",
+        "Check a dataset folder in the pixel-set format and print every problem found "
+        "(exit status 1 if there is an error, 0 otherwise).",
+    )
+    p.add_argument("path", type=Path, help="dataset folder")
+    p.add_argument("--nomenclature", default=None, help="check only this nomenclature")
+    p.add_argument(
+        "--classes", type=_classes, default=None, help="comma-separated class ids allowed"
+    )
+    p.set_defaults(handler=_cmd_validate)
+
+    # pack
+    p = command(
+        "pack",
+        "write the packed form of a dataset folder",
+        "Write all parcels into one memory-mapped array with an offset index (PATH/PACKED, "
+        "or a new folder with --out); datasets read it instead of one file per parcel.",
+    )
+    p.add_argument("path", type=_existing_dir, help="dataset folder")
+    p.add_argument("--out", type=Path, default=None, help="write a new packed folder here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing packed form")
+    p.set_defaults(handler=_cmd_pack)
+
+    # train
+    p = command(
+        "train",
+        "train PSE-TAE (k-fold cross-validation or a fixed split)",
+        "Train with the paper's protocol: k shuffled folds, each 60% train / 20% "
+        "validation / 20% test, Adam, focal loss, the epoch with the best validation mIoU "
+        "kept. Writes per-fold checkpoints and histories, and results.json with per-fold "
+        "and summed confusion matrices. Re-running the same command resumes.",
+        "examples:\n"
+        "  psetae train data/s2agri-sim --out runs/cv --epochs 20\n"
+        "  psetae train data/s2agri --out runs/fixed --split split.json\n"
+        'split.json: {"train": [ids], "val": [ids], "test": [ids]} (test optional)',
+    )
+    p.add_argument("root", type=_existing_dir, help="labelled dataset folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--folds", type=_positive_int, default=5, help="k of the k-fold split")
+    g.add_argument("--split", type=Path, default=None, help="a fixed split (JSON of ids)")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="training epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="parcels per batch")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument(
+        "--weight-decay", type=_non_negative_float, default=0.0, help="Adam's weight decay"
+    )
+    p.add_argument("--gamma", type=_non_negative_float, default=1.0, help="focal loss gamma")
+    p.add_argument("--npixel", type=_positive_int, default=64, help="pixels sampled per parcel")
+    p.add_argument(
+        "--jitter",
+        nargs=2,
+        type=_non_negative_float,
+        metavar=("SIGMA", "CLIP"),
+        default=(0.01, 0.05),
+        help="Gaussian jitter on normalised training inputs",
+    )
+    p.add_argument("--no-jitter", action="store_true", help="no jitter")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the folds, the weights and the sampling"
+    )
+    p.add_argument("--nomenclature", default="label_44class", help="labels to learn")
+    p.add_argument(
+        "--classes",
+        type=_classes,
+        default="auto",
+        help="'auto' (the paper's 20 classes for label_44class), 'all', or ids like 1,3,4",
+    )
+    p.add_argument(
+        "--normalisation",
+        default="auto",
+        help="'auto' (the folder's normalisation file, else computed on the training "
+        "parcels), 'compute', 'none', or a .json/.npz/.pkl file",
+    )
+    p.add_argument("--no-extra-features", action="store_true", help="ignore geomfeat.json")
+    p.add_argument(
+        "--model",
+        type=_model_overrides,
+        default={},
+        help="PseTae settings as JSON, e.g. '{\"mlp3\": [512, 64, 64]}'",
+    )
+    _add_run_options(p)
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision (CUDA only)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.set_defaults(handler=_cmd_train)
+
+    # evaluate
+    p = command(
+        "evaluate",
+        "test checkpoint(s) on a labelled folder",
+        "Test a checkpoint, or the ensemble of several (e.g. the folds of a "
+        "cross-validation), on a labelled folder, e.g. another region or year. The folder "
+        "is prepared with the training normalisation stored in the checkpoint.",
+        "example: psetae evaluate data/other-year --checkpoint runs/cv",
+    )
+    p.add_argument("root", type=_existing_dir, help="labelled dataset folder")
+    _add_checkpoint_options(p)
+    p.add_argument("--out", type=Path, default=None, help="also write the metrics as JSON")
+    _add_run_options(p)
+    p.set_defaults(handler=_cmd_evaluate)
+
+    # predict
+    p = command(
+        "predict",
+        "predict the parcels of a folder, write a CSV",
+        "Predict every parcel of a folder (labels not needed) with a checkpoint or an "
+        "ensemble (mean of log-probabilities). The CSV has columns id, class_id, "
+        "class_name and prob_<class_id> for every class.",
+        "example: psetae predict data/new --checkpoint runs/cv --out predictions.csv",
+    )
+    p.add_argument("root", type=_existing_dir, help="dataset folder")
+    _add_checkpoint_options(p)
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    _add_run_options(p)
+    p.set_defaults(handler=_cmd_predict)
+    return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda")
+    p.add_argument("--num-workers", type=_non_negative_int, default=0, help="DataLoader workers")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); 1 is often fastest for this "
+        "small model on a busy or small machine",
+    )
+
+
+def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="checkpoint file(s), a training folder (its best.pt) or a cross-validation "
+        "folder (all its folds: an ensemble)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="parcels per batch")
+    p.add_argument("--npixel", type=_positive_int, default=None, help="default: the training S")
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from psetae.data.simulate import simulate_s2agri
+
+    root = simulate_s2agri(
+        args.out,
+        n_parcels=args.parcels,
+        seed=args.seed,
+        preset=args.preset,
+        overwrite=args.overwrite,
+    )
+    print(f"simulated dataset written to {root}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from psetae.data.download import download_s2agri
+
+    root = download_s2agri(
+        args.out,
+        record=args.record,
+        api_url=args.api_url,
+        files=args.files,
+        progress=not args.no_progress,
+    )
+    print(f"S2-Agri is in {root}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from psetae.data.validate import validate_dataset
+
+    if not args.path.is_dir():
+        raise CliError(f"{args.path}: no such folder")
+    if args.classes is not None and args.nomenclature is None:
+        raise CliError("--classes needs --nomenclature")
+    classes = args.classes if isinstance(args.classes, list) else None
+    report = validate_dataset(args.path, nomenclature=args.nomenclature, classes=classes)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from psetae.data.packed import pack_dataset
+
+    folder = pack_dataset(args.path, out=args.out, overwrite=args.overwrite)
+    print(f"packed form written to {folder}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from psetae.train.crossval import cross_validate
+    from psetae.train.fit import TrainConfig
+
+    if args.split is not None and not args.split.is_file():
+        raise CliError(f"{args.split}: no such split file")
+    if args.folds < 3 and args.split is None:
+        raise CliError(f"--folds must be at least 3 (test, validation, train), got {args.folds}")
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        gamma=args.gamma,
+        npixel=args.npixel,
+        jitter=None if args.no_jitter else tuple(args.jitter),
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+        model=args.model,
+        nomenclature=args.nomenclature,
+        classes=args.classes,
+        extra_features=not args.no_extra_features,
+        normalisation=args.normalisation,
+    )
+    result = cross_validate(
+        args.root,
+        args.out,
+        folds=args.folds,
+        config=config,
+        split=args.split,
+        resume=not args.fresh,
+    )
+    for f in result.folds:
+        test = f["test"]
+        tail = f"test OA {test['oa']:.4f} mIoU {test['miou']:.4f}" if test else "no test set"
+        val = f["val_miou"]
+        val_text = f"{val:.4f}" if val is not None else "n/a"
+        print(f"fold {f['fold']}: best epoch {f['best_epoch']}, val mIoU {val_text}, {tail}")
+    if result.overall is not None:
+        o = result.overall
+        print(f"overall (summed confusion matrix): OA {o['oa']:.4f}  mIoU {o['miou']:.4f}")
+    print(f"results: {result.results_path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from psetae.data.format import write_json_atomic
+    from psetae.predict import evaluate
+
+    out = evaluate(
+        args.checkpoint,
+        args.root,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        npixel=args.npixel,
+        progress=not args.no_progress,
+    )
+    print(f"{out['n']} parcels ({out['n_skipped']} of other classes skipped)")
+    print(f"OA {out['oa']:.4f}  mIoU {out['miou']:.4f}  macro F1 {out['macro_f1']:.4f}")
+    width = max(len(n) for n in out["class_names"])
+    print(f"{'class':<{width}}  {'IoU':>6}  {'F1':>6}  support")
+    for name, iou, f1, n in zip(
+        out["class_names"],
+        out["per_class"]["iou"],
+        out["per_class"]["f1"],
+        out["per_class"]["support"],
+        strict=True,
+    ):
+        if iou is None:
+            continue
+        print(f"{name:<{width}}  {iou:6.3f}  {f1:6.3f}  {n}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out, out)
+        print(f"metrics written to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from psetae.predict import predict
+
+    pred = predict(
+        args.root,
+        args.checkpoint,
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+        num_workers=args.num_workers,
+        npixel=args.npixel,
+        progress=not args.no_progress,
+    )
+    print(f"{len(pred.ids)} parcels predicted, written to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the input is wrong", not "psetae is broken"."""
+    errors: list[type[BaseException]] = [OSError, ValueError, CliError]
+    try:
+        from psetae.data.download import DownloadError
+
+        errors.append(DownloadError)
+    except ImportError:  # the downloader may be absent in a partial install
+        pass
+    return tuple(errors)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    lines = text.splitlines()
+    more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
+    return lines[0] + more
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 invalid dataset, 2 error).
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed usage and one error line
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"psetae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:
+        print(f"psetae {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Cross-validation as in the paper (k folds of 60/20/20), or one fixed split.
+
+``cross_validate`` writes into ``out_dir``::
+
+    config.json        the TrainConfig
+    splits.json        the ids of every fold's train / val / test sets
+    fold_1/            best.pt, last.pt, history.json, test.json (per-fold test metrics)
+    ...
+    results.json       per-fold and overall metrics, per-fold and summed confusion matrices
+
+Normalisation and geometric-feature statistics are taken from each fold's training parcels
+(or from the dataset's own normalisation file, see ``TrainConfig.normalisation``), and the
+validation and test parcels are prepared with them, so nothing of the test set leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psetae.data.classes import S2AGRI_CLASSES, S2AGRI_NOMENCLATURE
+from psetae.data.dataset import PixelSetDataset
+from psetae.data.format import (
+    NORMALISATION_JSON,
+    NORMALISATION_PKL,
+    compute_normalisation,
+    load_parcel,
+    read_json,
+    write_json_atomic,
+)
+from psetae.device import pick_device
+from psetae.metrics import summarize
+from psetae.train.checkpoint import load_checkpoint
+from psetae.train.fit import TrainConfig, evaluate_model, fit
+from psetae.train.splits import Split, kfold_splits, load_split
+
+__all__ = [
+    "CrossValResult",
+    "cross_validate",
+    "make_datasets",
+    "resolve_classes",
+    "resolve_normalisation",
+]
+
+
+@dataclass
+class CrossValResult:
+    """What :func:`cross_validate` returns (also written to ``results.json``).
+
+    Attributes
+    ----------
+    folds
+        One dict per fold: ``fold``, ``best_epoch``, ``val_miou``, ``test`` (the
+        :func:`~psetae.metrics.summarize` of its test set, or None without a test set).
+    overall
+        :func:`~psetae.metrics.summarize` of the confusion matrix summed over the folds
+        (None if no fold has a test set), plus ``oa_mean``/``oa_std``/``miou_mean``/
+        ``miou_std`` over the folds.
+    confusion_matrix
+        (K, K) summed test confusion matrix.
+    checkpoints
+        ``best.pt`` of every fold (an ensemble for :func:`psetae.predict.predict`).
+    results_path
+        ``out_dir/results.json``.
+    """
+
+    folds: list[dict[str, Any]]
+    overall: dict[str, Any] | None
+    confusion_matrix: np.ndarray
+    checkpoints: list[Path]
+    results_path: Path
+
+
+def resolve_classes(config: TrainConfig) -> list[int] | None:
+    """The class codes to keep for ``config`` (``"auto"`` resolved)."""
+    if config.classes == "auto":
+        return list(S2AGRI_CLASSES) if config.nomenclature == S2AGRI_NOMENCLATURE else None
+    return config.classes  # type: ignore[return-value]
+
+
+def resolve_normalisation(
+    root: str | os.PathLike, config: TrainConfig, train_ids: Sequence[int]
+) -> Any:
+    """The ``normalisation`` argument for the datasets of one split.
+
+    Returns
+    -------
+    None, a path, or a ``(mean, std)`` tuple computed per channel over ``train_ids``.
+    """
+    root = Path(root)
+    choice = config.normalisation
+    if choice is None or choice == "none":
+        return None
+    if choice == "auto":
+        for name in (NORMALISATION_JSON, NORMALISATION_PKL):
+            if (root / name).is_file():
+                return root / name
+        pkls = sorted(root.glob("*.pkl"))
+        if len(pkls) == 1:
+            return pkls[0]
+        choice = "compute"
+    if choice == "compute":
+        return compute_normalisation((load_parcel(root, i) for i in train_ids), per="channel")
+    path = Path(choice)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: normalisation file not found")
+    return path
+
+
+def _dataset(root: Path, config: TrainConfig, ids: Sequence[int], train: bool, **kw: Any):
+    return PixelSetDataset(
+        root,
+        nomenclature=config.nomenclature,
+        classes=resolve_classes(config),
+        npixel=config.npixel,
+        extra_features=config.extra_features,
+        jitter=config.jitter,
+        train=train,
+        seed=config.seed,
+        ids=list(ids),
+        **kw,
+    )
+
+
+def make_datasets(
+    root: str | os.PathLike, split: Split, config: TrainConfig
+) -> tuple[PixelSetDataset, PixelSetDataset, PixelSetDataset | None]:
+    """The training (random sampling), validation and test (deterministic) datasets of a split.
+
+    The normalisation and the geometric-feature statistics come from the training parcels
+    (or the dataset's normalisation file) and are applied to all three.
+    """
+    root = Path(root)
+    norm = resolve_normalisation(root, config, split.train)
+    train = _dataset(root, config, split.train, True, normalisation=norm)
+    shared = {"normalisation": train.normalisation, "extra_stats": train.extra_stats}
+    val = _dataset(root, config, split.val, False, **shared)
+    test = _dataset(root, config, split.test, False, **shared) if split.test else None
+    return train, val, test
+
+
+def _parcel_ids(root: Path, config: TrainConfig) -> list[int]:
+    """Ids of the labelled parcels of the classes kept (the ones to split)."""
+    ds = PixelSetDataset(
+        root,
+        nomenclature=config.nomenclature,
+        classes=resolve_classes(config),
+        npixel=1,
+        extra_features=False,
+        train=False,
+    )
+    return [int(i) for i in ds.ids]
+
+
+def _splits_for(
+    root: Path, out: Path, folds: int, config: TrainConfig, split: Split | str | os.PathLike | None
+) -> list[Split]:
+    ids = _parcel_ids(root, config)
+    if split is None:
+        splits = kfold_splits(ids, folds=folds, seed=config.seed)
+        source = f"{folds}-fold split of {root}"
+    else:
+        source = str(split) if not isinstance(split, Split) else "split"
+        splits = [split if isinstance(split, Split) else load_split(split)]
+        splits[0].restricted_to(ids, source=source)
+    saved = out / "splits.json"
+    if saved.exists():
+        previous = read_json(saved)
+        if previous != [s.to_dict() for s in splits]:
+            raise ValueError(
+                f"{saved}: holds other splits than the {source} asked for "
+                "(use another output folder)"
+            )
+    return splits
+
+
+def cross_validate(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    folds: int = 5,
+    config: TrainConfig | None = None,
+    split: Split | str | os.PathLike | None = None,
+    *,
+    resume: bool = True,
+) -> CrossValResult:
+    """Train and test PSE-TAE with the paper's k-fold protocol, or on one fixed split.
+
+    Parameters
+    ----------
+    root
+        A labelled dataset folder.
+    out_dir
+        Where to write checkpoints and results (see the module docstring).
+    folds
+        k of the k-fold split (test = fold i, validation = fold i+1, train = the rest);
+        ignored when ``split`` is given.
+    config
+        The :class:`~psetae.train.fit.TrainConfig` (defaults: the paper's protocol).
+    split
+        A fixed split (a :class:`~psetae.train.splits.Split` or the path of its JSON)
+        instead of the k folds.
+    resume
+        Continue folds from their ``last.pt`` (finished folds are only re-tested).
+
+    Returns
+    -------
+    CrossValResult
+
+    Raises
+    ------
+    ValueError, psetae.data.format.DatasetFormatError
+        Bad dataset, bad split file, or an output folder that holds another experiment.
+    """
+    config = config or TrainConfig()
+    root = Path(root)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _splits_for(root, out, folds, config, split)
+    write_json_atomic(out / "splits.json", [s.to_dict() for s in splits])
+    write_json_atomic(out / "config.json", config.to_dict())
+    device = pick_device(config.device)
+
+    fold_results: list[dict[str, Any]] = []
+    checkpoints: list[Path] = []
+    total_cm: np.ndarray | None = None
+    class_names: list[str] | None = None
+    for i, s in enumerate(splits, start=1):
+        fold_dir = out / f"fold_{i}"
+        train_set, val_set, test_set = make_datasets(root, s, config)
+        desc = f"fold {i}/{len(splits)}"
+        result = fit(train_set, val_set, config, fold_dir, resume=resume, desc=desc)
+        checkpoints.append(result.best_path)
+        class_names = list(load_checkpoint(result.best_path)["class_names"])
+        record: dict[str, Any] = {
+            "fold": i,
+            "best_epoch": result.best_epoch,
+            "val_miou": result.best_metric if np.isfinite(result.best_metric) else None,
+            "n_train": len(train_set),
+            "n_val": len(val_set),
+            "n_test": len(test_set) if test_set is not None else 0,
+            "test": None,
+        }
+        if test_set is not None:
+            ev = evaluate_model(result.model, test_set, config, device, desc=f"{desc} test")
+            record["test"] = summarize(ev["cm"], class_names)
+            total_cm = ev["cm"] if total_cm is None else total_cm + ev["cm"]
+            write_json_atomic(fold_dir / "test.json", record["test"])
+        fold_results.append(record)
+
+    overall = None
+    if total_cm is not None:
+        overall = summarize(total_cm, class_names)
+        tested = [r["test"] for r in fold_results if r["test"] is not None]
+        for key in ("oa", "miou"):
+            vals = np.array([t[key] for t in tested if t[key] is not None], dtype=np.float64)
+            overall[f"{key}_mean"] = float(vals.mean()) if len(vals) else None
+            overall[f"{key}_std"] = float(vals.std()) if len(vals) else None
+    else:
+        k = len(class_names or [])
+        total_cm = np.zeros((k, k), dtype=np.int64)
+    results_path = out / "results.json"
+    write_json_atomic(
+        results_path,
+        {
+            "root": str(root),
+            "folds": fold_results,
+            "overall": overall,
+            "checkpoints": [str(p) for p in checkpoints],
+            "config": config.to_dict(),
+        },
+    )
+    return CrossValResult(
+        folds=fold_results,
+        overall=overall,
+        confusion_matrix=total_cm,
+        checkpoints=checkpoints,
+        results_path=results_path,
+    )

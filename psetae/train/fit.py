@@ -1,0 +1,579 @@
+"""Training one split: Adam + focal loss, the best epoch by validation mIoU, exact resume.
+
+Reproducibility. Everything random in an epoch is seeded from ``(seed, epoch)`` alone: the
+shuffling of the training set, the pixels drawn and the jitter added by the dataset (through
+a per-epoch view of it), and dropout (``torch.manual_seed`` at the start of the
+epoch). So an interrupted run that resumes from its last checkpoint redraws exactly what the
+uninterrupted run would have drawn, and ends with the same weights and metrics. The RNG
+states are also saved in the checkpoint and restored, for any other code that uses them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from psetae.data.format import write_json_atomic
+from psetae.device import pick_device
+from psetae.losses import FocalLoss
+from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
+from psetae.models.psetae import PseTae
+from psetae.train.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+
+__all__ = [
+    "TrainConfig",
+    "FitResult",
+    "fit",
+    "build_model",
+    "model_config_for",
+    "dataset_metadata",
+    "evaluate_model",
+    "epoch_seed",
+]
+
+#: Config fields that may change when resuming. The resumed run equals an uninterrupted one
+#: exactly only with the same ``num_workers`` (each worker has its own sampling stream) and
+#: the same kind of device.
+_RESUMABLE_CHANGES = {"epochs", "progress", "num_workers", "device"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. The defaults are the paper's protocol.
+
+    Parameters
+    ----------
+    epochs
+        Number of epochs (paper: 100).
+    batch_size
+        Parcels per batch (paper: 128).
+    lr, weight_decay
+        Adam's learning rate (paper: 1e-3) and weight decay (paper: 0).
+    gamma
+        Focal loss exponent (paper: 1; 0 is cross-entropy).
+    npixel
+        S, pixels sampled per parcel (paper: 64).
+    jitter
+        ``(sigma, clip)`` of the Gaussian noise added to normalised training inputs
+        (paper: (0.01, 0.05)), or None for no jitter.
+    seed
+        Seeds the model's initialisation, the data order, the pixel sampling and dropout.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU) or a device name.
+    amp
+        Mixed precision (float16 autocast + gradient scaling); used on CUDA only.
+    num_workers
+        DataLoader worker processes (0 = load in the main process).
+    progress
+        Show progress bars (terminal or notebook).
+    model
+        Overrides of :class:`~psetae.models.psetae.PseTae`'s arguments, e.g.
+        ``{"mlp3": [512, 64, 64]}``. The widths fixed by the data (input channels,
+        extra features, number of dates and classes) are always set from the dataset.
+    nomenclature
+        Which nomenclature of ``labels.json`` to learn.
+    classes
+        The class codes to keep, in logit order; ``"auto"``: the paper's 20 classes for
+        ``label_44class`` and every stored label otherwise; None: every stored label.
+    extra_features
+        Feed the geometric features to the model.
+    normalisation
+        ``"auto"``: the dataset's ``normalisation.json`` or ``.pkl`` if it has one, else per
+        channel statistics of the training parcels; ``"compute"``: always the latter;
+        ``"none"``; or the path of a .json / .npz / .pkl file.
+    """
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    gamma: float = 1.0
+    npixel: int = 64
+    jitter: tuple[float, float] | None = (0.01, 0.05)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    progress: bool = True
+    model: dict[str, Any] = field(default_factory=dict)
+    nomenclature: str = "label_44class"
+    classes: list[int] | str | None = "auto"
+    extra_features: bool = True
+    normalisation: str | None = "auto"
+
+    def __post_init__(self) -> None:
+        if self.jitter is not None:
+            self.jitter = tuple(float(v) for v in self.jitter)  # type: ignore[assignment]
+            if len(self.jitter) != 2:
+                raise ValueError(f"jitter must be (sigma, clip) or None, got {self.jitter}")
+        if isinstance(self.classes, str):
+            if self.classes != "auto":
+                raise ValueError(f"classes must be 'auto', None or a list, got {self.classes!r}")
+        elif self.classes is not None:
+            self.classes = [int(c) for c in self.classes]
+        for name in ("epochs", "batch_size", "npixel"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["jitter"] = list(self.jitter) if self.jitter is not None else None
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    model
+        The model with the best epoch's weights, in eval mode.
+    best_epoch, best_metric
+        The epoch (1-based) with the best validation mIoU, and that mIoU (0 and ``-inf``
+        if no epoch had a defined validation mIoU; the last weights are then kept).
+    history
+        One dict per epoch: ``epoch``, ``train_loss``, ``train_oa``, ``train_miou``,
+        ``val_loss``, ``val_oa``, ``val_miou``, ``seconds``. The training figures are
+        gathered during the epoch (training mode, weights changing, random sampling and
+        jitter); the validation figures after it, in eval mode.
+    best_path, last_path, history_path
+        ``best.pt``, ``last.pt`` and ``history.json`` in the output folder.
+    """
+
+    model: PseTae
+    best_epoch: int
+    best_metric: float
+    history: list[dict[str, float]]
+    best_path: Path
+    last_path: Path
+    history_path: Path
+
+
+def epoch_seed(seed: int, epoch: int, stream: str = "") -> int:
+    """A 63-bit seed that depends only on ``(seed, epoch, stream)``."""
+    digest = hashlib.sha256(f"psetae:{seed}:{epoch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+# --------------------------------------------------------------------------- model and data
+
+
+def model_config_for(dataset: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The :class:`PseTae` config for a dataset: defaults, then ``overrides``, then the
+    widths the data fixes (channels, extra features, dates, classes).
+
+    If ``mlp3`` is overridden and ``mlp4`` is not, ``mlp4[0]`` follows ``mlp3[-1]``.
+    """
+    overrides = dict(overrides or {})
+    params = inspect.signature(PseTae.__init__).parameters
+    cfg = {k: p.default for k, p in params.items() if k != "self"}
+    cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+    unknown = sorted(set(overrides) - set(cfg))
+    if unknown:
+        raise ValueError(f"unknown model settings {unknown}; known: {sorted(cfg)}")
+    if "positions" in overrides:
+        raise ValueError("positions come from the data; do not override them")
+    cfg.update(overrides)
+    c = int(dataset.num_channels)
+    e = int(dataset.extra_size)
+    pool_parts = len(str(cfg["pooling"]).split("_"))
+    cfg["input_dim"] = c
+    cfg["mlp1"] = [c, *cfg["mlp1"][1:]]
+    cfg["mlp2"] = [pool_parts * cfg["mlp1"][-1] + e, *cfg["mlp2"][1:]]
+    cfg["extra_size"] = e
+    cfg["len_max_seq"] = int(dataset.sequence_length)
+    cfg["positions"] = None  # the batches carry each parcel's positions
+    mlp4 = list(cfg["mlp4"])
+    if "mlp4" not in overrides:
+        mlp4[0] = cfg["mlp3"][-1]
+    mlp4[-1] = int(dataset.num_classes)
+    cfg["mlp4"] = mlp4
+    return cfg
+
+
+def build_model(dataset: Any, config: TrainConfig) -> PseTae:
+    """A freshly initialised model (seeded with ``config.seed``) fitted to ``dataset``."""
+    torch.manual_seed(config.seed)
+    return PseTae.from_config(model_config_for(dataset, config.model))
+
+
+def _stats_dict(stats: Any) -> dict[str, Any] | None:
+    if stats is None:
+        return None
+    if isinstance(stats, dict):
+        mean, std = stats["mean"], stats["std"]
+    else:
+        mean, std = stats
+    return {
+        "mean": torch.as_tensor(np.asarray(mean, dtype=np.float64)),
+        "std": torch.as_tensor(np.asarray(std, dtype=np.float64)),
+    }
+
+
+def _class_names(dataset: Any, nomenclature: str) -> list[str]:
+    names = getattr(dataset, "class_names", None)
+    if names is not None:
+        return [str(n) for n in names]
+    from psetae.data.classes import S2AGRI_NOMENCLATURE, s2agri_class_name
+
+    out = []
+    for cid in dataset.class_ids:
+        try:
+            out.append(s2agri_class_name(cid) if nomenclature == S2AGRI_NOMENCLATURE else str(cid))
+        except KeyError:
+            out.append(str(cid))
+    return out
+
+
+def dataset_metadata(dataset: Any, config: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint must hold about the training data to prepare new data the same way:
+    normalisation, geometric-feature statistics, classes, nomenclature, S."""
+    return {
+        "normalisation": _stats_dict(dataset.normalisation),
+        "extra_stats": _stats_dict(dataset.extra_stats) if config.extra_features else None,
+        "class_ids": [int(c) for c in dataset.class_ids],
+        "class_names": _class_names(dataset, config.nomenclature),
+        "nomenclature": config.nomenclature,
+        "npixel": int(config.npixel),
+        "extra_features": bool(config.extra_features),
+        "sequence_length": int(dataset.sequence_length),
+    }
+
+
+def _epoch_view(dataset: Any, seed: int, epoch: int) -> Any:
+    """The training set for one epoch, its pixel sampling and jitter seeded by (seed, epoch).
+
+    A :class:`~psetae.data.dataset.PixelSetDataset` keeps one random stream per process,
+    seeded by its ``seed``; a fresh view per epoch (``subset`` shares the files and
+    statistics) with a per-epoch seed makes each epoch's draws independent of the epochs
+    before it, which is what makes resuming exact. Other datasets are used as they are.
+    """
+    subset = getattr(dataset, "subset", None)
+    if not callable(subset) or not hasattr(dataset, "seed"):
+        return dataset
+    view = subset(np.arange(len(dataset)))
+    view.seed = epoch_seed(seed, epoch, "data") % 2**63
+    return view
+
+
+def _loader(
+    dataset: Dataset, config: TrainConfig, device: torch.device, shuffle: bool, epoch: int
+) -> DataLoader:
+    from psetae.data.dataset import collate_pixel_sets
+
+    generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, "order"))
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        num_workers=config.num_workers,
+        collate_fn=collate_pixel_sets,
+        pin_memory=device.type == "cuda",
+        generator=generator,
+        drop_last=False,
+    )
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+
+
+def _forward(model: PseTae, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(
+        batch["pixels"], batch["mask"], extra=batch.get("extra"), positions=batch.get("positions")
+    )  # (B, K)
+
+
+def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not enabled, **kwargs)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: PseTae,
+    dataset: Dataset,
+    config: TrainConfig,
+    device: torch.device | None = None,
+    desc: str = "eval",
+) -> dict[str, Any]:
+    """Loss, confusion matrix, OA and mIoU of ``model`` (eval mode) on a labelled dataset.
+
+    Returns
+    -------
+    dict
+        ``loss`` (mean focal loss), ``cm`` (K, K) numpy array, ``oa``, ``miou``.
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    criterion = FocalLoss(gamma=config.gamma, reduction="sum")
+    k = model.num_classes
+    cm = np.zeros((k, k), dtype=np.int64)
+    total, n = 0.0, 0
+    loader = _loader(dataset, config, device, shuffle=False, epoch=0)
+    for batch in _progress(loader, config.progress, desc=desc, leave=False):
+        batch = _to_device(batch, device)
+        logits = _forward(model, batch).float()  # (B, K)
+        total += float(criterion(logits, batch["label"]))
+        n += int(batch["label"].shape[0])
+        cm += confusion_matrix(batch["label"].cpu().numpy(), logits.argmax(1).cpu().numpy(), k)
+    return {
+        "loss": total / n if n else float("nan"),
+        "cm": cm,
+        "oa": overall_accuracy(cm),
+        "miou": mean_iou(cm),
+    }
+
+
+def _train_one_epoch(
+    model: PseTae,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    criterion: FocalLoss,
+    device: torch.device,
+    use_amp: bool,
+    progress: bool,
+    desc: str,
+) -> dict[str, float]:
+    model.train()
+    k = model.num_classes
+    cm = np.zeros((k, k), dtype=np.int64)
+    total, n = 0.0, 0
+    bar = _progress(loader, progress, desc=desc, leave=False)
+    for batch in bar:
+        batch = _to_device(batch, device)
+        labels = batch["label"]  # (B,)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            logits = _forward(model, batch)  # (B, K)
+        loss = criterion(logits.float(), labels)  # the loss in float32 even under autocast
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        b = int(labels.shape[0])
+        total += float(loss.detach()) * b
+        n += b
+        cm += confusion_matrix(labels.cpu().numpy(), logits.detach().argmax(1).cpu().numpy(), k)
+        if progress:
+            bar.set_postfix(loss=f"{total / n:.4f}")
+    return {"loss": total / n, "oa": overall_accuracy(cm), "miou": mean_iou(cm)}
+
+
+def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    now = config.to_dict()
+    diffs = [
+        k
+        for k in sorted(set(saved) | set(now))
+        if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{path}: cannot resume, the training config differs in {diffs} "
+            "(use another output folder or resume=False)"
+        )
+
+
+def _json_number(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def fit(
+    train_data: Dataset,
+    val_data: Dataset,
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike = "run",
+    *,
+    resume: bool = True,
+    callback: Callable[[dict[str, float]], None] | None = None,
+    desc: str = "epochs",
+) -> FitResult:
+    """Train PSE-TAE on one split, keeping the epoch with the best validation mIoU.
+
+    Writes into ``out_dir``: ``last.pt`` after every epoch (everything needed to resume),
+    ``best.pt`` whenever the validation mIoU improves (weights and metadata, enough to
+    predict), and ``history.json`` (one record per epoch).
+
+    Parameters
+    ----------
+    train_data
+        A labelled :class:`~psetae.data.dataset.PixelSetDataset` in training mode.
+    val_data
+        A labelled dataset in evaluation mode, prepared with the same normalisation and
+        geometric-feature statistics as ``train_data``.
+    config
+        The run's :class:`TrainConfig` (defaults: the paper's protocol).
+    out_dir
+        Folder for the checkpoints and the history (created if needed).
+    resume
+        If ``out_dir/last.pt`` exists, continue from it (the config may differ only in
+        ``epochs``, ``progress``, ``num_workers`` and ``device``; keep the last two to get
+        exactly the uninterrupted run's result). If False, start over.
+    callback
+        Called with each epoch's history record, e.g. to plot live in a notebook.
+    desc
+        Label of the progress bar.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError
+        If a dataset has unlabelled parcels, the datasets disagree on the classes, or the
+        checkpoint to resume from was made with another config.
+    """
+    config = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, history_path = out / "last.pt", out / "best.pt", out / "history.json"
+    for name, data in (("training", train_data), ("validation", val_data)):
+        if not getattr(data, "has_labels", True):
+            raise ValueError(f"the {name} set has parcels without a label: cannot train on it")
+    if list(train_data.class_ids) != list(val_data.class_ids):
+        raise ValueError(
+            f"training and validation classes differ: {list(train_data.class_ids)} vs "
+            f"{list(val_data.class_ids)}"
+        )
+    device = pick_device(config.device)
+    use_amp = bool(config.amp) and device.type == "cuda"
+
+    model = build_model(train_data, config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    criterion = FocalLoss(gamma=config.gamma)
+    meta = dataset_metadata(train_data, config)
+
+    history: list[dict[str, float]] = []
+    best_epoch, best_metric, start = 0, -math.inf, 1
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, require_resume=True)
+        _check_resumable(ckpt["train_config"], config, last_path)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if use_amp and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        history = list(ckpt["history"])
+        best_epoch = int(ckpt["best_epoch"])
+        best_metric = float(ckpt["best_metric"])
+        start = int(ckpt["epoch"]) + 1
+    else:
+        # Starting over: a best.pt left by an earlier run must not be mistaken for ours.
+        best_path.unlink(missing_ok=True)
+
+    def checkpoint(epoch: int, for_resume: bool) -> dict[str, Any]:
+        return {
+            **meta,
+            "model_config": model.config,
+            "state_dict": model.state_dict(),
+            "train_config": config.to_dict(),
+            "epoch": epoch,
+            "best_epoch": best_epoch,
+            "best_metric": best_metric,
+            "history": history,
+            "optimizer": optimizer.state_dict() if for_resume else None,
+            "scaler": scaler.state_dict() if (for_resume and use_amp) else None,
+            "rng": get_rng_state() if for_resume else None,
+        }
+
+    epochs = _progress(
+        range(start, config.epochs + 1),
+        config.progress,
+        desc=desc,
+        initial=start - 1,
+        total=config.epochs,
+    )
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(config.seed, epoch, "torch"))  # dropout
+        loader = _loader(
+            _epoch_view(train_data, config.seed, epoch), config, device, shuffle=True, epoch=epoch
+        )
+        tr = _train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            scaler,
+            criterion,
+            device,
+            use_amp,
+            config.progress,
+            desc=f"epoch {epoch}",
+        )
+        va = evaluate_model(model, val_data, config, device, desc="validation")
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_oa": tr["oa"],
+            "train_miou": tr["miou"],
+            "val_loss": va["loss"],
+            "val_oa": va["oa"],
+            "val_miou": va["miou"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        improved = va["miou"] > best_metric  # nan never improves
+        if improved:
+            best_epoch, best_metric = epoch, float(va["miou"])
+            save_checkpoint(best_path, checkpoint(epoch, for_resume=False))
+        save_checkpoint(last_path, checkpoint(epoch, for_resume=True))
+        write_json_atomic(
+            history_path, [{k: _json_number(v) for k, v in r.items()} for r in history]
+        )
+        if config.progress:
+            epochs.set_postfix(val_miou=f"{va['miou']:.3f}", best=f"{best_metric:.3f}")
+        if callback is not None:
+            callback(record)
+
+    if not best_path.exists():
+        # No epoch had a defined validation mIoU (or no epoch ran): keep the last weights.
+        save_checkpoint(best_path, checkpoint(start - 1, for_resume=False))
+    best = load_checkpoint(best_path)
+    model.load_state_dict(best["state_dict"])
+    model.eval()
+    return FitResult(
+        model=model,
+        best_epoch=best_epoch,
+        best_metric=best_metric,
+        history=history,
+        best_path=best_path,
+        last_path=last_path,
+        history_path=history_path,
+    )

@@ -1,0 +1,244 @@
+"""The command line: a simulate -> train -> evaluate -> predict round trip, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from psetae.cli import main
+from psetae.data.classes import S2AGRI_CLASSES
+from psetae.data.format import read_labels
+
+TINY = '{"mlp1": [10, 8, 8], "mlp2": [20, 16], "n_head": 2, "d_k": 4, "mlp3": [32, 16]}'
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Tiny tensors: threads only add synchronisation, badly so on a busy 2-core machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    assert main(["simulate", "--preset", "test", "--parcels", "60", "--out", str(base / "a")]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--preset",
+                "test",
+                "--parcels",
+                "30",
+                "--seed",
+                "7",
+                "--out",
+                str(base / "b"),
+            ]
+        )
+        == 0
+    )
+    return base
+
+
+def test_round_trip(sim, capsys):
+    capsys.readouterr()
+    a, b = sim / "a", sim / "b"
+    code, out, err = run(capsys, "validate", a)
+    assert code == 0 and "OK" in out
+    code, out, err = run(
+        capsys,
+        "train",
+        a,
+        "--out",
+        sim / "cv",
+        "--folds",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--npixel",
+        "8",
+        "--model",
+        TINY,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "fold 3: best epoch 1" in out and "overall" in out
+    results = json.loads((sim / "cv" / "results.json").read_text())
+    assert len(results["folds"]) == 3
+    kept_a = [i for i, c in read_labels(a, "label_44class").items() if c in S2AGRI_CLASSES]
+    assert results["overall"]["n"] == len(kept_a)
+
+    # Evaluate the 3-fold ensemble on another folder, with its own labels.
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        b,
+        "--checkpoint",
+        sim / "cv",
+        "--out",
+        sim / "eval.json",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    metrics = json.loads((sim / "eval.json").read_text())
+    labels_b = read_labels(b, "label_44class")
+    kept_b = [i for i, c in labels_b.items() if c in S2AGRI_CLASSES]
+    assert metrics["n"] == len(kept_b)
+    assert metrics["n_skipped"] == len(labels_b) - len(kept_b)
+    assert len(metrics["checkpoints"]) == 3
+    assert f"OA {metrics['oa']:.4f}" in out
+
+    # Predict with one fold's checkpoint file.
+    code, out, err = run(
+        capsys,
+        "predict",
+        b,
+        "--checkpoint",
+        sim / "cv" / "fold_1" / "best.pt",
+        "--out",
+        sim / "pred.csv",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    with open(sim / "pred.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(labels_b)  # every parcel, whatever its class
+    assert {int(r["class_id"]) for r in rows} <= set(S2AGRI_CLASSES)
+    assert len(rows[0]) == 3 + 20
+    assert sum(float(v) for k, v in rows[0].items() if k.startswith("prob_")) == pytest.approx(
+        1.0, abs=1e-4
+    )
+
+    # The packed form of the folder gives the same predictions.
+    code, out, err = run(capsys, "pack", b, "--out", sim / "b_packed")
+    assert code == 0, err
+    code, out, err = run(
+        capsys,
+        "predict",
+        sim / "b_packed",
+        "--checkpoint",
+        sim / "cv" / "fold_1" / "best.pt",
+        "--out",
+        sim / "pred_packed.csv",
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert (sim / "pred_packed.csv").read_text() == (sim / "pred.csv").read_text()
+
+
+def test_python_m_psetae_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "psetae", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0
+    for cmd in ("simulate", "download", "validate", "pack", "train", "evaluate", "predict"):
+        assert cmd in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "cmd", ["simulate", "download", "validate", "pack", "train", "evaluate", "predict"]
+)
+def test_every_command_has_help(cmd, capsys):
+    assert main([cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: psetae {cmd}") and "--help" in out
+
+
+def _one_line_error(code, err):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "{tmp}/missing", "--out", "{tmp}/o"], "missing: no such folder"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--epochs", "0"], "expected an integer >= 1"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--model", "{{"], "not valid JSON"),
+        (
+            ["train", "{tmp}", "--out", "{tmp}/o", "--folds", "3", "--split", "s.json"],
+            "not allowed with argument",
+        ),
+        (["train", "{tmp}"], "required: --out"),
+        (["predict", "{tmp}", "--out", "{tmp}/p.csv"], "required: --checkpoint"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments(argv, expected, tmp_path, capsys):
+    code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert expected in _one_line_error(code, err)
+
+
+def test_bad_files_give_one_line(sim, tmp_path, capsys):
+    a = sim / "a"
+    (tmp_path / "split.json").write_text('{"train": [1], "val": ')
+    code, _, err = run(
+        capsys,
+        "train",
+        a,
+        "--out",
+        tmp_path / "o",
+        "--split",
+        tmp_path / "split.json",
+        "--no-progress",
+    )
+    assert "split.json: not valid JSON" in _one_line_error(code, err)
+
+    (tmp_path / "c.pt").write_bytes(b"garbage")
+    code, _, err = run(
+        capsys,
+        "predict",
+        a,
+        "--checkpoint",
+        tmp_path / "c.pt",
+        "--out",
+        tmp_path / "p.csv",
+        "--no-progress",
+    )
+    assert "c.pt: not a readable checkpoint" in _one_line_error(code, err)
+
+    code, _, err = run(capsys, "evaluate", a, "--checkpoint", tmp_path / "none.pt")
+    assert "none.pt: no such checkpoint" in _one_line_error(code, err)
+
+    code, _, err = run(capsys, "train", tmp_path, "--out", tmp_path / "o", "--no-progress")
+    assert "psetae train: error:" in _one_line_error(code, err)
+
+    code, _, err = run(capsys, "simulate", "--preset", "test", "--out", a)
+    assert "exists" in _one_line_error(code, err)
+
+
+def test_validate_reports_problems(tmp_path, capsys):
+    code, out, err = run(capsys, "validate", tmp_path / "nothing")
+    assert "nothing: no such folder" in _one_line_error(code, err)
+    (tmp_path / "broken" / "META").mkdir(parents=True)
+    code, out, err = run(capsys, "validate", tmp_path / "broken")
+    assert code == 1 and "INVALID" in out
