@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="book",
         choices=["book", "test", "large"],
-        help="size: book (8000 parcels, minutes on a CPU), test (tiny), large (40000)",
+        help="size: book (8000 parcels, what the book uses), test (400, for tests), large (40000)",
     )
     p.add_argument("--parcels", type=_positive_int, default=None, help="replace the preset's")
     p.add_argument("--seed", type=int, default=None, help="replace the preset's")
@@ -353,9 +353,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         n_parcels=args.parcels,
         seed=args.seed,
         preset=args.preset,
+        exist_ok=True,  # same parameters: nothing to do; other parameters: a clear error
         overwrite=args.overwrite,
     )
-    print(f"simulated dataset written to {root}")
+    print(f"simulated dataset: {root}")
     return 0
 
 

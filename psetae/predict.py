@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
 from psetae.device import pick_device
+from psetae.io import atomic_write
 from psetae.metrics import confusion_matrix, summarize
 from psetae.models.psetae import PseTae
 from psetae.train.checkpoint import CheckpointError, load_checkpoint
@@ -377,25 +377,18 @@ def write_predictions_csv(pred: Prediction, path: PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "class_id", "class_name", *[f"prob_{c}" for c in pred.class_ids]])
-            codes = pred.predicted_class_ids
-            for i in range(len(pred.ids)):
-                k = int(pred.predicted[i])
-                w.writerow(
-                    [
-                        int(pred.ids[i]),
-                        int(codes[i]),
-                        pred.class_names[k],
-                        *[f"{p:.6g}" for p in pred.probabilities[i]],
-                    ]
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "class_id", "class_name", *[f"prob_{c}" for c in pred.class_ids]])
+        codes = pred.predicted_class_ids
+        for i in range(len(pred.ids)):
+            k = int(pred.predicted[i])
+            w.writerow(
+                [
+                    int(pred.ids[i]),
+                    int(codes[i]),
+                    pred.class_names[k],
+                    *[f"{p:.6g}" for p in pred.probabilities[i]],
+                ]
+            )
     return path

@@ -242,3 +242,16 @@ def test_validate_reports_problems(tmp_path, capsys):
     (tmp_path / "broken" / "META").mkdir(parents=True)
     code, out, err = run(capsys, "validate", tmp_path / "broken")
     assert code == 1 and "INVALID" in out
+
+
+def test_simulate_twice_is_a_no_op_and_other_parameters_are_refused(tmp_path, capsys):
+    out = tmp_path / "sim"
+    args = ["simulate", "--preset", "test", "--parcels", "30", "--out", str(out)]
+    assert main(args) == 0
+    stamp = (out / "META" / "labels.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "META" / "labels.json").stat().st_mtime_ns == stamp
+    capsys.readouterr()
+    assert main(["simulate", "--preset", "test", "--parcels", "31", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "other parameters" in err and "Traceback" not in err
