@@ -29,5 +29,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(device)!r} was asked for, but Apple MPS is not available here")
+        raise ValueError(
+            f"device {str(device)!r} was asked for, but Apple MPS is not available here"
+        )
     return dev
