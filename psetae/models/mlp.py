@@ -81,8 +81,5 @@ def mlp(widths: Sequence[int], relu_last: bool = True) -> nn.Sequential:
         raise ValueError(f"an MLP needs at least two positive widths, got {widths}")
     n = len(widths) - 1
     return nn.Sequential(
-        *(
-            LinearBlock(widths[i], widths[i + 1], relu=relu_last or i < n - 1)
-            for i in range(n)
-        )
+        *(LinearBlock(widths[i], widths[i + 1], relu=relu_last or i < n - 1) for i in range(n))
     )

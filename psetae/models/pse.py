@@ -23,6 +23,11 @@ from psetae.models.mlp import mlp
 POOLINGS = ("mean", "std", "max", "min")
 
 
+def _is_compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling is not None and is_compiling())
+
+
 def parse_pooling(pooling: str) -> list[str]:
     """Split a pooling string such as ``"mean_std"`` into its parts, checking each.
 
@@ -38,6 +43,40 @@ def parse_pooling(pooling: str) -> list[str]:
             f"pooling {pooling!r} must join distinct parts of {POOLINGS} with '_', e.g. 'mean_std'"
         )
     return parts
+
+
+class MaskedMeanStd(torch.autograd.Function):
+    """Mean and unbiased standard deviation of each set over its valid pixels.
+
+    ``mean = sum_s m_s h_s / n`` and ``std = sqrt(sum_s m_s (h_s - mean)^2 / max(n-1, 1) + 1e-31)``
+    (SPEC). Autograd through these formulas would store and re-read several (N, S, D)
+    temporaries; the gradient has a closed form computed in one sweep instead:
+
+        d mean / d h_s = m_s / n,    d std / d h_s = m_s (h_s - mean) / (max(n-1, 1) std)
+
+    (the term through ``mean`` vanishes because ``sum_s m_s (h_s - mean) = 0``).
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = mask.to(h.dtype).unsqueeze(1)  # (N, 1, S)
+        n = m.sum(dim=2)  # (N, 1) valid pixels per set
+        # A masked sum over pixels is a (1, S) x (S, D) matrix product per set.
+        mean = torch.bmm(m, h).squeeze(1) / n  # (N, D)
+        centred = h - mean.unsqueeze(1)  # (N, S, D)
+        sq = torch.bmm(m, centred.square_()).squeeze(1)  # (N, D)
+        # A single pixel gives sqrt(1e-31) ~ 0, as in the reference.
+        std = torch.sqrt(sq / (n - 1).clamp(min=1) + 1e-31)  # (N, D)
+        ctx.save_for_backward(h, m, n, mean, std)
+        return mean, std
+
+    @staticmethod
+    def backward(ctx, g_mean: torch.Tensor, g_std: torch.Tensor) -> tuple[torch.Tensor, None]:
+        h, m, n, mean, std = ctx.saved_tensors
+        a = (g_mean / n).unsqueeze(1)  # (N, 1, D)
+        b = (g_std / ((n - 1).clamp(min=1) * std)).unsqueeze(1)  # (N, 1, D)
+        grad = torch.addcmul(a, h - mean.unsqueeze(1), b)  # (N, S, D)
+        return grad.mul_(m.transpose(1, 2)), None  # zero on padded pixels
 
 
 def masked_pool(h: torch.Tensor, mask: torch.Tensor, parts: Sequence[str]) -> torch.Tensor:
@@ -57,18 +96,12 @@ def masked_pool(h: torch.Tensor, mask: torch.Tensor, parts: Sequence[str]) -> to
     torch.Tensor
         (N, len(parts) * D).
     """
-    m = mask.to(h.dtype).unsqueeze(1)  # (N, 1, S)
-    n = m.sum(dim=2)  # (N, 1) valid pixels per set
     out = {}
-    if "mean" in parts or "std" in parts:
-        # A masked sum over pixels is a (1, S) x (S, D) matrix product per set.
-        mean = torch.bmm(m, h).squeeze(1) / n  # (N, D)
-        out["mean"] = mean
     if "std" in parts:
-        centred = h - mean.unsqueeze(1)  # (N, S, D)
-        sq = torch.bmm(m, centred.square_()).squeeze(1)  # (N, D)
-        # Unbiased; a single pixel gives sqrt(1e-31) ~ 0, as in the reference.
-        out["std"] = torch.sqrt(sq / (n - 1).clamp(min=1) + 1e-31)  # (N, D)
+        out["mean"], out["std"] = MaskedMeanStd.apply(h, mask)  # (N, D) each
+    elif "mean" in parts:
+        m = mask.to(h.dtype).unsqueeze(1)  # (N, 1, S)
+        out["mean"] = torch.bmm(m, h).squeeze(1) / m.sum(dim=2)  # (N, D)
     if "max" in parts or "min" in parts:
         invalid = (mask == 0).unsqueeze(2)  # (N, S, 1)
         if "max" in parts:
@@ -125,6 +158,12 @@ class PixelSetEncoder(nn.Module):
         self.mlp1 = mlp(mlp1, relu_last=True)
         self.mlp2 = mlp(mlp2, relu_last=False)
         self.out_dim = int(mlp2[-1])
+        self.chunk_pixels = 8192  # pixels per chunk in eval mode on CPU (about 2 MB of floats)
+
+    def embed_and_pool(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MLP1 on every pixel, then pooling: (N, S, C) and (N, S) -> (N, P*D)."""
+        h = self.mlp1(x)  # (N, S, D)
+        return masked_pool(h, mask, self.pooling)  # (N, P*D)
 
     def forward(
         self, pixels: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None
@@ -153,14 +192,23 @@ class PixelSetEncoder(nn.Module):
         """
         check_inputs(pixels, mask, extra, self.input_dim, self.extra_size)
         B, T, C, S = pixels.shape
-        n_valid = mask.sum(dim=2)  # (B, T)
-        if bool((n_valid <= 0).any()):
+        # Data-dependent check: skipped under torch.compile, where it would break the graph.
+        if not _is_compiling() and bool((mask.sum(dim=2) <= 0).any()):
             raise ValueError("mask: some (parcel, date) has no valid pixel (mask all zero)")
 
         # Channel last, so that MLP1 is one matrix product over all B*T*S pixels.
-        x = pixels.transpose(2, 3).reshape(B * T, S, C)  # (B*T, S, C)
-        h = self.mlp1(x)  # (B*T, S, D)
-        pooled = masked_pool(h, mask.reshape(B * T, S), self.pooling)  # (B*T, P*D)
+        x = pixels.transpose(2, 3).reshape(B * T, S, C).contiguous()  # (B*T, S, C)
+        m = mask.reshape(B * T, S)  # (B*T, S)
+        if self.training or x.device.type != "cpu":
+            pooled = self.embed_and_pool(x, m)  # (B*T, P*D)
+        else:
+            # Eval-mode BatchNorm treats every row alone, so chunks of sets give the same
+            # result; on CPU their activations then stay in cache, which is several times
+            # faster than streaming (B*T, S, D) tensors through memory after every step.
+            n = max(1, self.chunk_pixels // S)
+            pooled = torch.cat(
+                [self.embed_and_pool(xc, mc) for xc, mc in zip(x.split(n), m.split(n), strict=True)]
+            )  # (B*T, P*D)
         pooled = pooled.view(B, T, -1)  # (B, T, P*D)
         if self.extra_size:
             pooled = torch.cat([pooled, extra.to(pooled.dtype)], dim=2)  # (B, T, P*D + E)

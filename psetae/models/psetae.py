@@ -1,6 +1,6 @@
 """PSE-TAE: the Pixel-Set Encoder, the Temporal Attention Encoder and a decoder MLP.
 
-    pixels (B, T, C, S) --PSE--> (B, T, d) --TAE--> (B, d') --MLP4--> logits (B, K)
+pixels (B, T, C, S) --PSE--> (B, T, d) --TAE--> (B, d') --MLP4--> logits (B, K)
 """
 
 from __future__ import annotations

@@ -46,11 +46,11 @@ def positional_encoding(
     positions = torch.as_tensor(positions)
     # float64 angles: in float32, p ~ 300 days would already lose 1e-5 (MPS has no float64).
     dtype = torch.float32 if positions.device.type == "mps" else torch.float64
-    i = torch.arange(d, device=positions.device) // 2  # (d,) 0, 0, 1, 1, ...
-    inv_freq = float(period) ** (-2.0 * i.to(dtype) / d)  # (d,)
-    angles = positions.to(dtype).unsqueeze(-1) * inv_freq  # (..., T, d)
-    even = (torch.arange(d, device=positions.device) % 2) == 0  # (d,)
-    return torch.where(even, torch.sin(angles), torch.cos(angles)).to(torch.float32)
+    two_i = torch.arange(0, d, 2, device=positions.device, dtype=dtype)  # (ceil(d/2),) 0, 2, 4..
+    angles = positions.to(dtype).unsqueeze(-1) / float(period) ** (two_i / d)  # (..., T, d/2)
+    # Interleave: sin for the even columns, cos for the odd ones.
+    pe = torch.stack([torch.sin(angles), torch.cos(angles)], dim=-1).flatten(-2)  # (..., T, d+)
+    return pe[..., :d].to(torch.float32)
 
 
 class TemporalAttentionEncoder(nn.Module):
@@ -133,8 +133,12 @@ class TemporalAttentionEncoder(nn.Module):
         """
         if positions is not None:
             if tuple(positions.shape) != (B, T):
-                raise ValueError(f"positions must be (B, T) = {(B, T)}, got {tuple(positions.shape)}")
-            return positional_encoding(positions, self.d, self.period)  # (B, T, d)
+                raise ValueError(
+                    f"positions must be (B, T) = {(B, T)}, got {tuple(positions.shape)}"
+                )
+            # Parcels of one satellite tile share their dates: encode each calendar once.
+            calendars, which = torch.unique(positions, dim=0, return_inverse=True)  # (U, T), (B,)
+            return positional_encoding(calendars, self.d, self.period)[which]  # (B, T, d)
         if self.positions is not None and T != self.len_max_seq:
             raise ValueError(
                 f"the model's fixed positions are for {self.len_max_seq} dates, the input has "
@@ -175,7 +179,7 @@ class TemporalAttentionEncoder(nn.Module):
         B, T, _ = x.shape
         H, dk = self.n_head, self.d_k
 
-        x = self.in_norm(x) + self.encoding(B, T, positions)  # (B, T, d)
+        x = self.in_norm(x) + self.encoding(B, T, positions).to(x.dtype)  # (B, T, d)
 
         keys = self.key(x).view(B, T, H, dk)  # (B, T, H, dk)
         # Master query: the mean over time of FC1(x_t) equals FC1 of the mean of x_t.
