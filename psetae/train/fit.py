@@ -303,7 +303,9 @@ def _loader(
         collate_fn=collate_pixel_sets,
         pin_memory=device.type == "cuda",
         generator=generator,
-        drop_last=False,
+        # BatchNorm cannot train on a batch of one parcel (the TAE's query is normalised over
+        # parcels): in training, drop a last batch of one (a random parcel, the order is shuffled).
+        drop_last=shuffle and len(dataset) % config.batch_size == 1,
     )
 
 
@@ -475,7 +477,10 @@ def fit(
     use_amp = bool(config.amp) and device.type == "cuda"
 
     model = build_model(train_data, config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # foreach: one fused pass over all parameters instead of a loop of small kernels (faster on CPU).
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     criterion = FocalLoss(gamma=config.gamma)
     meta = dataset_metadata(train_data, config)

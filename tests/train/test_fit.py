@@ -244,3 +244,21 @@ def test_unlabelled_parcels_are_refused(tmp_path):
     val = PixelSetDataset(root, "crop", npixel=2, ids=[1, 2], train=False)
     with pytest.raises(ValueError, match="training set has parcels without a label"):
         fit(train, val, tiny_config(), tmp_path / "run")
+
+
+def test_a_last_training_batch_of_one_parcel_is_dropped(crop_root, tmp_path):
+    # 33 training parcels with batches of 8 leave one parcel alone in the last batch, which
+    # BatchNorm cannot train on; the epoch must still run (on the 32 others).
+    config = tiny_config(epochs=1)
+    ids = sorted(int(p.stem) for p in (crop_root / "DATA").glob("*.npy"))
+    train = PixelSetDataset(crop_root, "crop", npixel=config.npixel, ids=ids[:33], seed=0)
+    val = PixelSetDataset(
+        crop_root,
+        "crop",
+        npixel=config.npixel,
+        ids=ids[33:],
+        train=False,
+        extra_stats=train.extra_stats,
+    )
+    result = fit(train, val, config, tmp_path / "run")
+    assert len(result.history) == 1
