@@ -1,16 +1,16 @@
 """psetae.data: the S2-Agri pixel-set format (layer 1).
 
-Reading (:class:`PixelSetDataset`, :func:`collate_pixel_sets`), writing
-(:func:`write_dataset`), packing (:func:`pack_dataset`), validation
-(:func:`validate_dataset`), and, loaded on first use, the simulator
-(``simulate_s2agri``) and the downloader (``download_s2agri``).
+Reading (:class:`PixelSetDataset`, :func:`collate_pixel_sets`), writing (:func:`write_dataset`),
+packing (:func:`pack_dataset`), validation (:func:`validate_dataset`), the simulator
+(:func:`simulate_s2agri`), the downloader (:func:`download_s2agri`) and
+:func:`prepare_dataset`, which gives the book its data folder.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
+from psetae.data.classes import S2AGRI_CLASS_NAMES, S2AGRI_CLASSES
+from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
+from psetae.data.download import download_s2agri
 from psetae.data.format import (
     DatasetFormatError,
     compute_normalisation,
@@ -20,50 +20,33 @@ from psetae.data.format import (
     read_labels,
     write_dataset,
 )
+from psetae.data.packed import pack_dataset
+from psetae.data.prepare import prepare_dataset
+from psetae.data.safe_pickle import UnsafePickleError, safe_load_pickle
+from psetae.data.sampling import sample_pixels
+from psetae.data.simulate import SimulationConfig, simulate_s2agri
+from psetae.data.validate import ValidationReport, validate_dataset
 
 __all__ = [
-    "DatasetFormatError",
-    "compute_normalisation",
-    "dates_to_positions",
-    "load_normalisation",
-    "read_dates",
-    "read_labels",
-    "write_dataset",
-    "safe_load_pickle",
     "PixelSetDataset",
     "collate_pixel_sets",
     "sample_pixels",
+    "write_dataset",
+    "read_dates",
+    "read_labels",
+    "dates_to_positions",
+    "compute_normalisation",
+    "load_normalisation",
+    "safe_load_pickle",
+    "UnsafePickleError",
+    "DatasetFormatError",
     "pack_dataset",
     "validate_dataset",
     "ValidationReport",
+    "simulate_s2agri",
+    "SimulationConfig",
+    "download_s2agri",
+    "prepare_dataset",
     "S2AGRI_CLASSES",
     "S2AGRI_CLASS_NAMES",
-    "simulate_s2agri",
-    "download_s2agri",
 ]
-
-# Everything else is imported on first use: it keeps `import psetae.data` light, and the
-# simulator and downloader are written in parallel and may not exist yet.
-_LAZY = {
-    "safe_load_pickle": "psetae.data.safe_pickle",
-    "PixelSetDataset": "psetae.data.dataset",
-    "collate_pixel_sets": "psetae.data.dataset",
-    "sample_pixels": "psetae.data.sampling",
-    "pack_dataset": "psetae.data.packed",
-    "validate_dataset": "psetae.data.validate",
-    "ValidationReport": "psetae.data.validate",
-    "S2AGRI_CLASSES": "psetae.data.classes",
-    "S2AGRI_CLASS_NAMES": "psetae.data.classes",
-    "simulate_s2agri": "psetae.data.simulate",
-    "download_s2agri": "psetae.data.download",
-}
-
-# Advertise the simulator and downloader only once their modules exist.
-__all__ = [n for n in __all__ if n not in _LAZY or importlib.util.find_spec(_LAZY[n]) is not None]
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'psetae.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
