@@ -31,6 +31,7 @@ from psetae.device import pick_device
 from psetae.io import atomic_write
 from psetae.metrics import confusion_matrix, summarize
 from psetae.models.psetae import PseTae
+from psetae.progress import progress_bar
 from psetae.train.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = [
@@ -190,8 +191,6 @@ def _log_probs(
     desc: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids (N,), log-probabilities (N, K)) in the dataset's order."""
-    from tqdm.auto import tqdm
-
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -201,7 +200,7 @@ def _log_probs(
         pin_memory=device.type == "cuda",
     )
     ids, out = [], []
-    for batch in tqdm(loader, disable=not progress, desc=desc, leave=False):
+    for batch in progress_bar(loader, progress, desc=desc, leave=False):
         b = {k: v.to(device) for k, v in batch.items()}
         logits = model(b["pixels"], b["mask"], extra=b.get("extra"), positions=b.get("positions"))
         out.append(torch.log_softmax(logits.double(), dim=1).cpu().numpy())  # (B, K)

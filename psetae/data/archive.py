@@ -21,8 +21,9 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tqdm.auto import tqdm
+from psetae.progress import progress_bar
 
 __all__ = [
     "UnsafeArchiveError",
@@ -264,7 +265,7 @@ def _check_links_after(archive: Path, dest: Path) -> None:
         raise UnsafeArchiveError(f"{archive}: " + "; ".join(problems))
 
 
-def _extract_zip(zf: zipfile.ZipFile, dest: Path, bar: tqdm) -> None:
+def _extract_zip(zf: zipfile.ZipFile, dest: Path, bar: Any) -> None:
     """Extract zip members one by one (zipfile itself cannot create links)."""
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     for info in zf.infolist():
@@ -320,8 +321,8 @@ def extract_archive(
     out = Path(dest)
     names = check_archive(path)  # raises before anything touches the disk
     out.mkdir(parents=True, exist_ok=True)
-    with tqdm(
-        total=len(names), desc=f"extract {path.name}", unit="file", disable=not progress
+    with progress_bar(
+        total=len(names), desc=f"extract {path.name}", unit="file", enabled=progress
     ) as bar:
         if archive_kind(path) == "tar":
             with tarfile.open(path, "r:*") as tar:

@@ -42,11 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from psetae import __version__
 from psetae.data.archive import UNSUPPORTED_ARCHIVE_SUFFIXES, archive_kind, extract_archive
 from psetae.data.format import write_json_atomic
+from psetae.progress import progress_bar
 
 __all__ = [
     "S2AGRI_RECORD",
@@ -421,14 +420,14 @@ def _fetch_into(
         received = 0
         with (
             open(part, mode) as out,
-            tqdm(
+            progress_bar(
                 total=remote.size,
                 initial=offset,
                 desc=remote.key,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
-                disable=not progress,
+                enabled=progress,
             ) as bar,
         ):
             try:

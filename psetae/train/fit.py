@@ -31,6 +31,7 @@ from psetae.device import pick_device
 from psetae.losses import FocalLoss
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.models.psetae import PseTae
+from psetae.progress import progress_bar
 from psetae.train.checkpoint import (
     get_rng_state,
     load_checkpoint,
@@ -321,9 +322,7 @@ def _forward(model: PseTae, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, disable=not enabled, **kwargs)
+    return progress_bar(iterable, enabled, **kwargs)
 
 
 @torch.no_grad()
