@@ -51,11 +51,15 @@ class LinearBlock(nn.Module):
         """Map ``x`` (..., in_features) to (..., out_features)."""
         if self.training or self.norm.running_mean is None:
             y = self.linear(x)  # (..., out)
-            y = self.norm(y.reshape(-1, y.shape[-1])).view(y.shape)  # statistics over all rows
+            z = self.norm(y.reshape(-1, y.shape[-1]))  # (rows, out), statistics over all rows
         else:
-            y = F.linear(x, *self.folded())  # (..., out)
-        # In place: BatchNorm's backward needs its input, not its output.
-        return torch.relu_(y) if self.relu else y
+            z = F.linear(x, *self.folded())  # (..., out)
+        # In place: BatchNorm's backward needs its input, not its output. The ReLU comes
+        # before the final view: an in-place op on a view makes autograd copy the whole
+        # gradient in the backward pass.
+        if self.relu:
+            z = torch.relu_(z)
+        return z.view(*x.shape[:-1], z.shape[-1])  # (..., out)
 
     def extra_repr(self) -> str:
         return f"relu={self.relu}"

@@ -198,3 +198,25 @@ def test_mean_std_closed_form_gradient():
     torch.testing.assert_close(std, std_ref)
     (expected,) = torch.autograd.grad((w_mean * mean_ref).sum() + (w_std * std_ref).sum(), h)
     torch.testing.assert_close(grad, expected)
+
+
+def test_mean_std_chunks_give_the_same_values_and_gradient(monkeypatch):
+    from psetae.models.pse import MaskedMeanStd
+
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(5, 6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    mask = (torch.rand(5, 6, generator=g) < 0.6).double()
+    mask[:, 0] = 1
+    w_mean, w_std = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+
+    def values_and_grad():
+        mean, std = MaskedMeanStd.apply(h, mask)
+        (grad,) = torch.autograd.grad((w_mean * mean).sum() + (w_std * std).sum(), h)
+        return mean, std, grad
+
+    whole = values_and_grad()
+    monkeypatch.setattr(MaskedMeanStd, "chunk_elements", 2 * 6 * 3)  # 2 sets per chunk: 2, 2, 1
+    assert MaskedMeanStd.chunk_sets(h) == 2
+    for got, expected in zip(values_and_grad(), whole, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda x: MaskedMeanStd.apply(x, mask), (h,))
