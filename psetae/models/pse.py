@@ -62,7 +62,9 @@ class MaskedMeanStd(torch.autograd.Function):
     streamed through memory. Chunks of sets give exactly the same numbers.
     """
 
-    chunk_elements = 1 << 18  # floats per temporary on CPU (1 MiB)
+    # Floats per temporary on CPU (2 MiB): as large as the eval-mode chunks of PixelSetEncoder,
+    # so those are not split again.
+    chunk_elements = 1 << 19
 
     @staticmethod
     def chunk_sets(h: torch.Tensor) -> int:
