@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny hand-made dataset in the pixel-set format."""
+"""Shared fixtures: a tiny hand-made dataset in the pixel-set format, one torch thread."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from psetae.data.format import write_dataset
 
@@ -71,3 +72,12 @@ def tiny() -> SimpleNamespace:
         arrays=tiny_arrays,
         make=make_tiny_dataset,
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    # The tests run tiny tensors: threads only add synchronisation, badly so on a busy machine.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

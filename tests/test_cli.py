@@ -8,22 +8,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from psetae.cli import main
 from psetae.data.classes import S2AGRI_CLASSES
 from psetae.data.format import read_labels
 
 TINY = '{"mlp1": [10, 8, 8], "mlp2": [20, 16], "n_head": 2, "d_k": 4, "mlp3": [32, 16]}'
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: threads only add synchronisation, badly so on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def run(capsys, *argv):

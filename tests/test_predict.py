@@ -16,24 +16,7 @@ from psetae.metrics import confusion_matrix
 from psetae.predict import evaluate, load_model, predict, resolve_checkpoints
 from psetae.train.checkpoint import CheckpointError
 from psetae.train.fit import TrainConfig, fit
-
-TINY_MODEL = {
-    "mlp1": [3, 8, 8],
-    "mlp2": [20, 16],
-    "n_head": 2,
-    "d_k": 4,
-    "mlp3": [32, 16],
-    "mlp4": [16, 8, 3],
-}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: threads only add synchronisation, badly so on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.tiny import TINY_MODEL
 
 
 def write_crops(root, n=40, seed=0, shift=0.0, labels=True, extra_class=False):

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from psetae.data.classes import S2AGRI_CLASSES
 from psetae.data.format import read_labels
@@ -19,15 +18,6 @@ from psetae.train.fit import TrainConfig
 from psetae.train.splits import Split, save_split
 
 TINY_MODEL = {"mlp1": [10, 8, 8], "mlp2": [20, 16], "n_head": 2, "d_k": 4, "mlp3": [32, 16]}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: threads only add synchronisation, badly so on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,7 @@ from psetae.data.format import write_dataset
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.train.checkpoint import load_checkpoint
 from psetae.train.fit import TrainConfig, evaluate_model, fit, model_config_for
-
-# Tiny widths: the run takes a fraction of a second per epoch.
-TINY_MODEL = {
-    "mlp1": [3, 8, 8],
-    "mlp2": [20, 16],
-    "n_head": 2,
-    "d_k": 4,
-    "mlp3": [32, 16],
-    "mlp4": [16, 8, 3],
-}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny tensors: threads only add synchronisation, badly so on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.tiny import TINY_MODEL
 
 
 def write_tiny(root, n=48, seed=0, t=5, c=3):
