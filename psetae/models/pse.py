@@ -123,6 +123,9 @@ def masked_pool(h: torch.Tensor, mask: torch.Tensor, parts: Sequence[str]) -> to
     torch.Tensor
         (N, len(parts) * D).
     """
+    # Pool in float32, also under mixed precision (CUDA): in float16 the std's 1e-31 rounds to
+    # 0, and a set of one pixel would get 0 * inf = nan as gradient.
+    h = h.float()  # (N, S, D); no copy when h is float32 already
     out = {}
     if "std" in parts:
         out["mean"], out["std"] = MaskedMeanStd.apply(h, mask)  # (N, D) each

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from psetae.models.pse import PixelSetEncoder, parse_pooling
+from psetae.models.pse import PixelSetEncoder, masked_pool, parse_pooling
 
 from .naive_psetae import naive_pse, random_batch, randomise_batchnorm
 
@@ -220,3 +220,14 @@ def test_mean_std_chunks_give_the_same_values_and_gradient(monkeypatch):
     for got, expected in zip(values_and_grad(), whole, strict=True):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert torch.autograd.gradcheck(lambda x: MaskedMeanStd.apply(x, mask), (h,))
+
+
+def test_pooling_in_half_precision_keeps_gradients_finite():
+    # Under CUDA autocast MLP1 yields float16; a one-pixel set must not get a nan gradient.
+    h = torch.randn(3, 4, 5).half().requires_grad_()  # (N, S, D)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.float32)
+    pooled = masked_pool(h, mask, ["mean", "std"])  # (N, 2D)
+    pooled.sum().backward()
+    assert torch.isfinite(h.grad).all()
+    expected = masked_pool(h.detach().float(), mask, ["mean", "std"])
+    torch.testing.assert_close(pooled, expected)
