@@ -443,6 +443,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_options(args: argparse.Namespace) -> dict:
+    """The options that evaluate and predict share."""
+    return {
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "num_workers": args.num_workers,
+        "npixel": args.npixel,
+        "progress": not args.no_progress,
+    }
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from psetae.data.format import write_json_atomic
     from psetae.predict import evaluate
@@ -450,11 +461,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out = evaluate(
         args.checkpoint,
         args.root,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        npixel=args.npixel,
-        progress=not args.no_progress,
+        **_inference_options(args),
     )
     print(f"{out['n']} parcels ({out['n_skipped']} of other classes skipped)")
     print(f"OA {out['oa']:.4f}  mIoU {out['miou']:.4f}  macro F1 {out['macro_f1']:.4f}")
@@ -484,11 +491,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.root,
         args.checkpoint,
         args.out,
-        batch_size=args.batch_size,
-        device=args.device,
-        num_workers=args.num_workers,
-        npixel=args.npixel,
-        progress=not args.no_progress,
+        **_inference_options(args),
     )
     print(f"{len(pred.ids)} parcels predicted, written to {args.out}")
     return 0

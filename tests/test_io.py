@@ -28,3 +28,21 @@ def test_a_failure_keeps_the_old_file_and_leaves_no_trace(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_replace_dir_moves_a_new_folder_and_replaces_an_old_one(tmp_path):
+    from psetae.io import replace_dir
+
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "a.txt").write_text("new")
+    target = tmp_path / "target"
+    replace_dir(new, target)
+    assert (target / "a.txt").read_text() == "new" and not new.exists()
+
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "b.txt").write_text("newer")
+    replace_dir(newer, target)
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"], "old content must be gone"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"], "nothing else left behind"

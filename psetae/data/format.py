@@ -34,7 +34,7 @@ from typing import Literal
 
 import numpy as np
 
-from psetae.io import atomic_write
+from psetae.io import atomic_write, replace_dir
 
 __all__ = [
     "DatasetFormatError",
@@ -241,15 +241,9 @@ def _dump(path: Path, obj: object) -> None:
 
 def _swap_into_place(tmp: Path, root: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` folder to ``root`` (replacing it if ``overwrite``)."""
-    if root.exists():
-        if not overwrite:
-            raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
-        old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(root, old)
-        os.rename(tmp, root)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, root)
+    if root.exists() and not overwrite:
+        raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
+    replace_dir(tmp, root)
 
 
 def _check_pixel_arrays(pixels: Mapping[int, np.ndarray], n_dates: int) -> tuple[int, int] | None:

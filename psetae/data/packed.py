@@ -40,6 +40,7 @@ from psetae.data.format import (
     read_json,
     read_sizes,
 )
+from psetae.io import replace_dir
 
 __all__ = ["PACKED_DIR", "pack_dataset", "has_packed", "PackedStore", "main"]
 
@@ -133,13 +134,7 @@ def pack_dataset(
             for name in (NORMALISATION_JSON, NORMALISATION_PKL):
                 if (root / name).is_file():
                     shutil.copy2(root / name, tmp / name)
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
