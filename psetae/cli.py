@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from psetae.errors import PsetaeError
+
 __all__ = ["main", "build_parser", "CliError"]
 
 EXIT_USAGE = 2
 
 
-class CliError(Exception):
+class CliError(PsetaeError):
     """A problem with the command's arguments; printed as one line, exit status 2."""
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psetae.errors import PsetaeError
 from psetae.progress import progress_bar
 
 __all__ = [
@@ -43,7 +44,7 @@ UNSUPPORTED_ARCHIVE_SUFFIXES = (".7z", ".rar")
 _MAX_LISTED = 20
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(PsetaeError, ValueError):
     """An archive holds a member that could write or point outside the destination."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 from psetae import __version__
 from psetae.data.archive import UNSUPPORTED_ARCHIVE_SUFFIXES, archive_kind, extract_archive
 from psetae.data.format import write_json_atomic
+from psetae.errors import PsetaeError
 from psetae.progress import progress_bar
 
 __all__ = [
@@ -78,7 +79,7 @@ _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PsetaeError, RuntimeError):
     """A download could not be completed (HTTP error, network failure, bad destination)."""
 
 

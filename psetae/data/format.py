@@ -34,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 
+from psetae.errors import PsetaeError
 from psetae.io import atomic_write, replace_dir
 
 __all__ = [
@@ -70,7 +71,7 @@ _RESERVED_META = {"labels", "dates", "geomfeat", "sizes"}
 PathLike = str | os.PathLike
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(PsetaeError, ValueError):
     """A dataset file is missing or malformed.
 
     Parameters

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from psetae.errors import PsetaeError
 from psetae.models.pse import parse_pooling
 from psetae.models.psetae import PseTae
 from psetae.models.tae import positional_encoding
@@ -39,7 +40,7 @@ _FIXED = {
 _PARAM = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
 
 
-class ReferenceWeightsError(ValueError):
+class ReferenceWeightsError(PsetaeError, ValueError):
     """Weights that do not come from the reference implementation, or do not fit the model."""
 
 

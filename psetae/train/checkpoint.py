@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from psetae.errors import PsetaeError
 from psetae.io import atomic_write
 
 __all__ = [
@@ -64,7 +65,7 @@ REQUIRED_KEYS = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PsetaeError, ValueError):
     """A checkpoint file is missing, unreadable or not a psetae checkpoint (names the file)."""
 
     def __init__(self, path: str | os.PathLike, message: str) -> None:
