@@ -5,13 +5,14 @@ pixels (B, T, C, S) --PSE--> (B, T, d) --TAE--> (B, d') --MLP4--> logits (B, K)
 
 from __future__ import annotations
 
-import inspect
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from psetae.models.config import ConfigError, PseTaeConfig
 from psetae.models.mlp import mlp
 from psetae.models.pse import PixelSetEncoder
 from psetae.models.tae import TemporalAttentionEncoder
@@ -33,87 +34,54 @@ class PseTae(nn.Module):
 
     Parameters
     ----------
-    input_dim, mlp1, pooling, mlp2, extra_size
-        The :class:`~psetae.models.pse.PixelSetEncoder`'s.
-    n_head, d_k, mlp3, dropout, T, len_max_seq, positions
-        The :class:`~psetae.models.tae.TemporalAttentionEncoder`'s (its ``in_channels``
-        is ``mlp2[-1]``).
-    mlp4
-        Widths of the decoder; ``mlp4[0]`` must be ``mlp3[-1]``, ``mlp4[-1]`` is the
-        number of classes K.
+    config
+        Every hyper-parameter (:class:`~psetae.models.config.PseTaeConfig`); None for the
+        defaults.
+    **changes
+        Fields of the config to change, e.g. ``PseTae(mlp4=[128, 64, 32, 5])``.
 
     Raises
     ------
-    ValueError
-        If the widths do not fit together.
+    ConfigError
+        If a key is unknown or the widths do not fit together.
     """
 
-    def __init__(
-        self,
-        input_dim: int = 10,
-        mlp1: Sequence[int] = (10, 32, 64),
-        pooling: str = "mean_std",
-        mlp2: Sequence[int] = (132, 128),
-        extra_size: int = 4,
-        n_head: int = 4,
-        d_k: int = 32,
-        mlp3: Sequence[int] = (512, 128, 128),
-        dropout: float = 0.2,
-        T: float = 1000,
-        len_max_seq: int = 24,
-        positions: Sequence[float] | None = None,
-        mlp4: Sequence[int] = (128, 64, 32, 20),
-    ) -> None:
+    config_class = PseTaeConfig
+
+    def __init__(self, config: PseTaeConfig | None = None, **changes: Any) -> None:
         super().__init__()
-        if mlp4[0] != mlp3[-1]:
-            raise ValueError(f"mlp4[0] = {mlp4[0]} must equal mlp3[-1] = {mlp3[-1]}")
-        if positions is not None:
-            positions = [float(p) for p in positions]
-        self._config = {
-            "input_dim": int(input_dim),
-            "mlp1": [int(w) for w in mlp1],
-            "pooling": str(pooling),
-            "mlp2": [int(w) for w in mlp2],
-            "extra_size": int(extra_size),
-            "n_head": int(n_head),
-            "d_k": int(d_k),
-            "mlp3": [int(w) for w in mlp3],
-            "dropout": float(dropout),
-            "T": float(T),
-            "len_max_seq": int(len_max_seq),
-            "positions": positions,
-            "mlp4": [int(w) for w in mlp4],
-        }
-        self.spatial_encoder = PixelSetEncoder(input_dim, mlp1, pooling, mlp2, extra_size)
+        config = config or PseTaeConfig()
+        c = self._config = config.replace(**changes)  # a private copy
+        if c.mlp4[0] != c.mlp3[-1]:
+            raise ConfigError(f"mlp4[0] = {c.mlp4[0]} must equal mlp3[-1] = {c.mlp3[-1]}")
+        self.spatial_encoder = PixelSetEncoder(c.input_dim, c.mlp1, c.pooling, c.mlp2, c.extra_size)
         self.temporal_encoder = TemporalAttentionEncoder(
-            mlp2[-1], n_head, d_k, mlp3, dropout, T, len_max_seq, positions
+            c.mlp2[-1], c.n_head, c.d_k, c.mlp3, c.dropout, c.T, c.len_max_seq, c.positions
         )
-        self.decoder = decoder_mlp(mlp4)
+        self.decoder = decoder_mlp(c.mlp4)
 
     @property
-    def config(self) -> dict[str, Any]:
-        """The constructor's arguments, JSON-serialisable: ``PseTae.from_config(m.config)``."""
-        return {k: list(v) if isinstance(v, list) else v for k, v in self._config.items()}
+    def config(self) -> PseTaeConfig:
+        """A copy of the model's configuration: ``PseTae(model.config)`` builds a twin."""
+        return copy.deepcopy(self._config)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> PseTae:
-        """Build a model from :attr:`config` (missing keys take their defaults).
+    def from_config(cls, config: PseTaeConfig | dict[str, Any]) -> PseTae:
+        """Build a model from a config or its dict (missing keys take their defaults).
 
         Raises
         ------
-        ValueError
-            If ``config`` has a key that is not a constructor argument.
+        ConfigError
+            If ``config`` has a key that is not a config field.
         """
-        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown PseTae config keys {unknown}; known: {sorted(known)}")
-        return cls(**config)
+        if isinstance(config, dict):
+            config = PseTaeConfig.from_dict(config)
+        return cls(config)
 
     @property
     def num_classes(self) -> int:
         """Number of classes K (the decoder's output width)."""
-        return self._config["mlp4"][-1]
+        return self.config.num_classes
 
     def forward(
         self,

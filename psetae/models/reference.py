@@ -168,7 +168,7 @@ def _check_positional_table(model: PseTae, table: torch.Tensor, source: str) -> 
     if table.shape != expected.shape or not torch.allclose(table.float(), expected, atol=1e-4):
         raise ReferenceWeightsError(
             f"{source}: the positional encoding ({PE_KEY}, shape {tuple(table.shape)}) does not "
-            f"match the model's positions={model.config['positions']} and T={tae.period}; "
+            f"match the model's positions={model.config.positions} and T={tae.period}; "
             "build the model with the dates the weights were trained with "
             "(psetae_from_reference infers them)"
         )

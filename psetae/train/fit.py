@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from psetae.device import pick_device
 from psetae.losses import FocalLoss
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.models.psetae import PseTae
+from psetae.models.registry import model_config
 from psetae.progress import progress_bar
 from psetae.train.checkpoint import (
     get_rng_state,
@@ -192,37 +192,19 @@ def epoch_seed(seed: int, epoch: int, stream: str = "") -> int:
 # --------------------------------------------------------------------------- model and data
 
 
-def model_config_for(dataset: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The :class:`PseTae` config for a dataset: defaults, then ``overrides``, then the
-    widths the data fixes (channels, extra features, dates, classes).
-
-    If ``mlp3`` is overridden and ``mlp4`` is not, ``mlp4[0]`` follows ``mlp3[-1]``.
+def model_config_for(
+    dataset: Any, overrides: dict[str, Any] | None = None, name: str = "psetae"
+) -> dict[str, Any]:
+    """The config of model ``name`` for a dataset: defaults, then ``overrides``, then the
+    widths the data fixes (channels, extra features, dates, classes), as a dict.
     """
     overrides = dict(overrides or {})
-    params = inspect.signature(PseTae.__init__).parameters
-    cfg = {k: p.default for k, p in params.items() if k != "self"}
-    cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
-    unknown = sorted(set(overrides) - set(cfg))
-    if unknown:
-        raise ValueError(f"unknown model settings {unknown}; known: {sorted(cfg)}")
     if "positions" in overrides:
         raise ValueError("positions come from the data; do not override them")
-    cfg.update(overrides)
-    c = int(dataset.num_channels)
-    e = int(dataset.extra_size)
-    pool_parts = len(str(cfg["pooling"]).split("_"))
-    cfg["input_dim"] = c
-    cfg["mlp1"] = [c, *cfg["mlp1"][1:]]
-    cfg["mlp2"] = [pool_parts * cfg["mlp1"][-1] + e, *cfg["mlp2"][1:]]
-    cfg["extra_size"] = e
-    cfg["len_max_seq"] = int(dataset.sequence_length)
-    cfg["positions"] = None  # the batches carry each parcel's positions
-    mlp4 = list(cfg["mlp4"])
-    if "mlp4" not in overrides:
-        mlp4[0] = cfg["mlp3"][-1]
-    mlp4[-1] = int(dataset.num_classes)
-    cfg["mlp4"] = mlp4
-    return cfg
+    cfg = model_config(name, overrides).for_data(
+        dataset.num_channels, dataset.extra_size, dataset.sequence_length, dataset.num_classes
+    )
+    return cfg.to_dict()
 
 
 def build_model(dataset: Any, config: TrainConfig) -> PseTae:
@@ -505,7 +487,7 @@ def fit(
     def checkpoint(epoch: int, for_resume: bool) -> dict[str, Any]:
         return {
             **meta,
-            "model_config": model.config,
+            "model_config": model.config.to_dict(),
             "state_dict": model.state_dict(),
             "train_config": config.to_dict(),
             "epoch": epoch,

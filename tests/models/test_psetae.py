@@ -123,7 +123,7 @@ def test_train_mode_every_parameter_gets_a_gradient():
 
 def test_config_round_trip_through_json():
     model = PseTae(**SMALL, positions=[float(i * 3) for i in range(11)])
-    config = json.loads(json.dumps(model.config))
+    config = json.loads(json.dumps(model.config.to_dict()))
     clone = PseTae.from_config(config)
     assert clone.config == model.config
     clone.load_state_dict(model.state_dict())
@@ -136,8 +136,8 @@ def test_config_round_trip_through_json():
 
 def test_config_is_a_copy():
     model = PseTae()
-    model.config["mlp1"].append(7)
-    assert model.config["mlp1"] == [10, 32, 64]
+    model.config.mlp1.append(7)
+    assert model.config.mlp1 == [10, 32, 64]
 
 
 def test_from_config_rejects_unknown_keys():

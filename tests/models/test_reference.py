@@ -43,7 +43,7 @@ def test_fixture_reproduced_with_the_converter(reference):
 
 def test_fixture_reproduced_with_per_parcel_positions(reference):
     model = psetae_from_reference(reference["state_dict"]).eval()
-    free = PseTae(**{**model.config, "positions": None})
+    free = PseTae(model.config, positions=None)
     free.load_state_dict(model.state_dict())
     positions = torch.tensor(reference["meta"]["positions"], dtype=torch.float32).expand(8, 24)
     assert_reproduces_fixture(free.eval(), reference, positions)

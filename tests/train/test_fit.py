@@ -85,7 +85,7 @@ def test_model_config_follows_the_data(crop_root):
     assert cfg["mlp2"][0] == 2 * 8 + 4 and cfg["extra_size"] == 4
     assert cfg["mlp4"][0] == 16 and cfg["mlp4"][-1] == 3
     assert cfg["len_max_seq"] == 5
-    with pytest.raises(ValueError, match="unknown model settings"):
+    with pytest.raises(ValueError, match="unknown PseTaeConfig keys"):
         model_config_for(train, {"width": 3})
 
 
