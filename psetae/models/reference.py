@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -400,6 +401,14 @@ def _widths(ws: list[torch.Tensor]) -> list[int]:
     return [int(ws[0].shape[1])] + [int(w.shape[0]) for w in ws]
 
 
+def _warn(message: str) -> None:
+    """Warn, pointing at the first caller outside this module."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
 def _pooling_and_extra(
     mlp1_out: int,
     mlp2_in: int,
@@ -436,11 +445,10 @@ def _pooling_and_extra(
             f"{n_parts} x {D} + {E}), not the default {DEFAULT_POOLING!r}; pass pooling= "
             "(e.g. 'mean_std_max'): the weights do not tell which statistics, nor their order"
         )
-    warnings.warn(
+    _warn(
         f"{source}: assuming the reference's default pooling {DEFAULT_POOLING!r}: the weights "
         f"only show 2 pooled statistics per pixel set, and e.g. 'mean_max' has the same widths "
-        "but gives other predictions; pass pooling= to confirm",
-        stacklevel=3,
+        "but gives other predictions; pass pooling= to confirm"
     )
     return DEFAULT_POOLING, E
 
@@ -509,9 +517,9 @@ def _conf_arguments(conf: Mapping[str, Any], source: str) -> dict[str, Any]:
         raise ReferenceWeightsError(f"{source}: a PSE + GRU / TempCNN run, not supported")
     # The L-TAE repository's script trains an L-TAE unless --tae (or --gru, --tcnn) is set.
     out: dict[str, Any] = {"kind": "tae" if conf["tae"] else "ltae"} if "tae" in conf else {}
-    for ours, theirs in (("pooling", "pooling"), ("T", "T"), ("dropout", "dropout")):
-        if theirs in conf:
-            out[ours] = conf[theirs]
+    for key in ("pooling", "T", "dropout"):
+        if key in conf:
+            out[key] = conf[key]
     if "geomfeat" in conf:
         out["extra_size"] = 4 if conf["geomfeat"] else 0
     if conf.get("positions") in ("order", "bespoke"):
@@ -723,13 +731,15 @@ def load_reference_weights(
     return model
 
 
-def _conf_for(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _conf_for(path: Path) -> dict[str, Any] | None:
     """The conf.json of the run a weights file or results folder belongs to, if any."""
-    root = path if path.is_dir() else path.parent
-    if not path.is_dir() and re.fullmatch(r"Fold_\d+", root.name):
-        root = root.parent
-    conf = root / "conf.json"
-    return (read_reference_conf(conf), str(conf)) if conf.is_file() else (None, None)
+    if path.is_dir():
+        conf = path / "conf.json"
+    elif re.fullmatch(r"Fold_\d+", path.parent.name):  # results/Fold_<k>/model.pth.tar
+        conf = path.parent.parent / "conf.json"
+    else:
+        return None
+    return read_reference_conf(conf) if conf.is_file() else None
 
 
 def _model_from_state_dict(
@@ -787,7 +797,7 @@ def psetae_from_reference(
         ref, source = read_reference_state_dict(path_or_state_dict)
         return _model_from_state_dict(ref, source, None, options)
     path = Path(path_or_state_dict)
-    conf, _ = _conf_for(path)
+    conf = _conf_for(path)
     if not path.is_dir():
         if fold is not None:
             raise ReferenceWeightsError(f"{path}: fold={fold} needs a results folder, not a file")
