@@ -454,9 +454,13 @@ def _pooling_and_extra(
 
 
 def _pse_config(
-    sd: Mapping[str, torch.Tensor], d: int, pooling: str | None, extra_size: int | None,
+    sd: Mapping[str, torch.Tensor],
+    d: int,
+    pooling: str | None,
+    extra_size: int | None,
     source: str,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
+    """The PSE's arguments; ``d`` is the TAE's input width (MLP2's output)."""
     lin1 = _layer_weights(sd, "spatial_encoder.mlp1", "lin.weight")
     if not lin1:
         raise ReferenceWeightsError(f"{source}: no spatial_encoder.mlp1 weights")
@@ -579,9 +583,11 @@ def reference_config(
         Number E of extra (geometric) features; default: what the widths give with E = 0 or
         4 (the reference scripts' choices).
     positions
-        ``"order"`` (trained without dates, the reference's ``--positions order``), the days
-        of the dates, or None: read from the table, an error when it leaves two readings
-        (rows 0..n-1: no dates, or n daily dates). Given positions are checked against it.
+        ``"order"`` (trained without dates, the reference's ``--positions order``: a sequence
+        takes positions 1..T), ``"bespoke"`` (trained with dates: those the table encodes),
+        the days of the dates, or None: read from the table, an error when it leaves two
+        readings (rows 0..n-1: no dates, or n daily dates). Given days are checked against
+        the table (an error names both).
     dates
         YYYYMMDD dates instead of ``positions`` (days since the first).
     T
@@ -632,8 +638,8 @@ def reference_config(
     positions = mode if positions is None else positions
 
     temporal = _TEMPORAL[kind][1](sd, source)
-    config = _pse_config(sd, temporal.pop("d"), hints.get("pooling"), hints.get("extra_size"),
-                         source)  # fmt: skip
+    d = temporal.pop("d")
+    config = _pse_config(sd, d, hints.get("pooling"), hints.get("extra_size"), source)
     config.update(temporal)
     lin4 = _layer_weights(sd, "decoder")
     if not lin4:
@@ -644,8 +650,8 @@ def reference_config(
             f"{source}: inconsistent shapes: mlp3 {config['mlp3']} then mlp4 {config['mlp4']}"
         )
     T = float(hints.get("T", DEFAULT_T))
-    config["positions"], config["len_max_seq"] = _positions_config(sd.get(PE_KEY), positions, T,
-                                                                   source)  # fmt: skip
+    table = sd.get(PE_KEY)
+    config["positions"], config["len_max_seq"] = _positions_config(table, positions, T, source)
     config["T"] = T
     config["dropout"] = float(hints.get("dropout", DEFAULT_DROPOUT))
 
@@ -743,9 +749,11 @@ def _conf_for(path: Path) -> dict[str, Any] | None:
 
 
 def _model_from_state_dict(
-    ref: dict[str, torch.Tensor], source: str, conf: Mapping[str, Any] | None,
+    ref: dict[str, torch.Tensor],
+    source: str,
+    conf: Mapping[str, Any] | None,
     options: dict[str, Any],
-) -> PseTae:  # fmt: skip
+) -> PseTae:
     config = reference_config(ref, conf=conf, source=source, **options)
     model = PseTae(**config)
     return load_reference_weights(model, ref).eval()
