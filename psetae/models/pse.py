@@ -154,6 +154,7 @@ class PixelSetEncoder(nn.Module):
         Poolings joined by ``_`` from ``mean``, ``std``, ``max``, ``min``.
     mlp2
         Widths of the set MLP; ``mlp2[0]`` must be ``len(pooling parts) * D + extra_size``.
+        One width means no layer: the pooled vector is the output (the reference allows it).
     extra_size
         Number E of extra features appended after pooling; 0 for none.
 
@@ -186,7 +187,7 @@ class PixelSetEncoder(nn.Module):
         self.input_dim = input_dim
         self.extra_size = extra_size
         self.mlp1 = mlp(mlp1, relu_last=True)
-        self.mlp2 = mlp(mlp2, relu_last=False)
+        self.mlp2 = mlp(mlp2, relu_last=False) if len(mlp2) > 1 else nn.Sequential()
         self.out_dim = int(mlp2[-1])
         self.chunk_pixels = 8192  # pixels per chunk in eval mode on CPU (about 2 MB of floats)
 

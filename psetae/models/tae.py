@@ -64,6 +64,7 @@ class TemporalAttentionEncoder(nn.Module):
         Number of attention heads and size of each head's keys and query.
     mlp3
         Widths of the MLP after attention; ``mlp3[0]`` must be ``n_head * in_channels``.
+        One width means no layer (the reference allows it).
     dropout
         Dropout before the output LayerNorm.
     T
@@ -71,8 +72,9 @@ class TemporalAttentionEncoder(nn.Module):
     len_max_seq
         Number of dates when ``positions`` is given (the reference's argument).
     positions
-        Fixed positions (len_max_seq,) of the dates, e.g. days since the first one;
-        ``None`` means 1, 2, ..., T for any input length T.
+        Fixed positions (len_max_seq,) of the dates, e.g. days since the first one (an
+        input of fewer dates takes the first ones, as in the reference); ``None`` means
+        1, 2, ..., T for any input length T.
 
     Raises
     ------
@@ -110,7 +112,7 @@ class TemporalAttentionEncoder(nn.Module):
             nn.BatchNorm1d(n_head * d_k), nn.Linear(n_head * d_k, n_head * d_k)
         )
         self.attention_dropout = nn.Dropout(0.1)
-        self.mlp3 = mlp(mlp3, relu_last=True)
+        self.mlp3 = mlp(mlp3, relu_last=True) if len(mlp3) > 1 else nn.Sequential()
         self.dropout = nn.Dropout(dropout)
         self.out_norm = nn.LayerNorm(mlp3[-1])
         self.out_dim = int(mlp3[-1])
@@ -139,7 +141,7 @@ class TemporalAttentionEncoder(nn.Module):
             # Parcels of one satellite tile share their dates: encode each calendar once.
             calendars, which = torch.unique(positions, dim=0, return_inverse=True)  # (U, T), (B,)
             return positional_encoding(calendars, self.d, self.period)[which]  # (B, T, d)
-        if self.positions is not None and T != self.len_max_seq:
+        if self.positions is not None and T > self.len_max_seq:
             raise ValueError(
                 f"the model's fixed positions are for {self.len_max_seq} dates, the input has "
                 f"{T}; pass positions (B, T) to forward"
