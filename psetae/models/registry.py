@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from psetae.models.config import ConfigError, ModelConfig
+from psetae.models.ltae import PseLTae
 from psetae.models.psetae import PseTae
 
 __all__ = ["MODELS", "build_model", "model_config", "model_name"]
@@ -18,6 +19,7 @@ __all__ = ["MODELS", "build_model", "model_config", "model_name"]
 #: Registered models: name -> class.
 MODELS: dict[str, type[nn.Module]] = {
     "psetae": PseTae,
+    "psltae": PseLTae,
 }
 
 
