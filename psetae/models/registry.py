@@ -11,8 +11,11 @@ from typing import Any
 from torch import nn
 
 from psetae.models.config import ConfigError, ModelConfig
+from psetae.models.gru import PseGru
 from psetae.models.ltae import PseLTae
 from psetae.models.psetae import PseTae
+from psetae.models.tempcnn import PseTempCnn
+from psetae.models.transformer import PseTransformer
 
 __all__ = ["MODELS", "build_model", "model_config", "model_name"]
 
@@ -20,6 +23,9 @@ __all__ = ["MODELS", "build_model", "model_config", "model_name"]
 MODELS: dict[str, type[nn.Module]] = {
     "psetae": PseTae,
     "psltae": PseLTae,
+    "psegru": PseGru,
+    "psetempcnn": PseTempCnn,
+    "psetransformer": PseTransformer,
 }
 
 
