@@ -102,6 +102,16 @@ class LightweightTemporalAttentionEncoder(nn.Module):
     ------
     ConfigError
         If the widths do not fit together or ``input_norm`` is unknown.
+
+    Notes
+    -----
+    The input norm is the one choice that ties the reference L-TAE to its number of dates:
+    ``"joint"`` normalises each parcel's (T, d_model) block at once and learns 2 T d_model
+    affine parameters (12,288 of the default 112,000), so a model trained on 24 dates cannot
+    read 23; ``"per_date"`` normalises every date alone with 2 d_model parameters (512) and
+    reads sequences of any length. With ``d_model=None`` there is neither projection nor norm.
+    The attention weights are returned as (B, n_head, T), the package's layout (the
+    reference's are (n_head, B, T)).
     """
 
     def __init__(
