@@ -49,9 +49,13 @@ def is_ltae_state_dict(state_dict: Mapping[str, Any]) -> bool:
     """Whether a reference state dict is an L-TAE's (learned queries) rather than a TAE's.
 
     The L-TAE stores its master queries as one parameter ``attention_heads.Q``; the TAE
-    computes them (``attention_heads.fc1_q``, ``fc2``). A ``module.`` prefix is ignored.
+    computes them (``attention_heads.fc1_q``, ``fc2``). A ``module.`` prefix is ignored, and
+    the training script's checkpoint ``{"state_dict": ..., "epoch": ...}`` is looked into.
     """
-    return any(k.removeprefix("module.") == Q_KEY for k in state_dict)
+    inner = state_dict.get("state_dict")
+    if isinstance(inner, Mapping):
+        state_dict = inner
+    return any(str(k).removeprefix("module.") == Q_KEY for k in state_dict)
 
 
 def convert_ltae_state_dict(

@@ -92,6 +92,8 @@ def test_tae_and_ltae_weights_are_told_apart(ltae_fixture):
     ltae, tae = ltae_fixture["state_dict"], load_fixture()["state_dict"]
     assert is_ltae_state_dict(ltae) and not is_ltae_state_dict(tae)
     assert is_ltae_state_dict({f"module.{k}": v for k, v in ltae.items()})
+    assert is_ltae_state_dict({"state_dict": ltae, "epoch": 3})
+    assert not is_ltae_state_dict({"state_dict": tae, "epoch": 3})
     with pytest.raises(ReferenceWeightsError, match="not a reference L-TAE"):
         psltae_from_reference(tae)
 
