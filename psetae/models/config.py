@@ -2,8 +2,9 @@
 
 :class:`ModelConfig` holds what every model of the package shares: the widths the data fixes
 (bands C, geometric features E, dates T, classes K), the Pixel-Set Encoder and the decoder.
-Each model adds the fields of its temporal encoder in a subclass (:class:`PseTaeConfig` for the
-paper's model). The defaults are the reference's; :meth:`ModelConfig.for_data` sets the widths a
+Each model adds the fields of its temporal encoder in a subclass, beside the model:
+:class:`PseTaeConfig` here for the paper's model, ``PseLTaeConfig`` (:mod:`psetae.models.ltae`),
+``PseGruConfig``, ``PseTempCnnConfig`` and ``PseTransformerConfig`` in their modules. The defaults are the reference's; :meth:`ModelConfig.for_data` sets the widths a
 dataset fixes, so that a config written for S2-Agri fits any other pixel-set dataset.
 """
 

@@ -11,13 +11,21 @@ from typing import Any
 from torch import nn
 
 from psetae.models.config import ConfigError, ModelConfig
+from psetae.models.gru import PseGru
+from psetae.models.ltae import PseLTae
 from psetae.models.psetae import PseTae
+from psetae.models.tempcnn import PseTempCnn
+from psetae.models.transformer import PseTransformer
 
 __all__ = ["MODELS", "build_model", "model_config", "model_name"]
 
 #: Registered models: name -> class.
 MODELS: dict[str, type[nn.Module]] = {
     "psetae": PseTae,
+    "psltae": PseLTae,
+    "psegru": PseGru,
+    "psetempcnn": PseTempCnn,
+    "psetransformer": PseTransformer,
 }
 
 

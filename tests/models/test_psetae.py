@@ -148,3 +148,11 @@ def test_from_config_rejects_unknown_keys():
 def test_decoder_width_mismatch_raises():
     with pytest.raises(ValueError, match="mlp4"):
         PseTae(mlp4=(64, 20))
+
+
+def test_psetae_is_built_from_its_own_config_class_only():
+    from psetae.models import ConfigError, PseClassifier, PseLTaeConfig, PseTaeConfig
+
+    assert isinstance(PseTae(), PseClassifier) and PseTae.config_class is PseTaeConfig
+    with pytest.raises(ConfigError, match="PseTae takes a PseTaeConfig, got a PseLTaeConfig"):
+        PseTae(PseLTaeConfig())
