@@ -244,7 +244,7 @@ def _rename_pse_tae(key: str, n_decoder_linears: int) -> str | None:
 
 
 def convert_reference_state_dict(
-    state_dict: Mapping[str, torch.Tensor], source: str = "state dict"
+    state_dict: Mapping[str, torch.Tensor], source: str = "state dict", kind: str | None = None
 ) -> dict[str, torch.Tensor]:
     """Rename a reference PSE-TAE state dict to :class:`PseTae`'s key names.
 
@@ -257,6 +257,9 @@ def convert_reference_state_dict(
         The reference model's ``state_dict()`` (a ``module.`` prefix is removed).
     source
         Where the weights come from, for error messages.
+    kind
+        ``"tae"`` to rename without telling the temporal encoder from the keys (the L-TAE
+        converter passes the keys the two encoders share); None: from the keys.
 
     Returns
     -------
@@ -270,7 +273,7 @@ def convert_reference_state_dict(
         reference PSE-TAE (all listed in the message).
     """
     sd = _strip_module_prefix(state_dict)
-    rename = _TEMPORAL[_supported_kind(sd, source)][0]
+    rename = _TEMPORAL[kind or _supported_kind(sd, source)][0]
     decoder_linears = {
         int(m[1]) // 3 for k in sd if (m := re.fullmatch(r"decoder\.(\d+)\.weight", k))
     }
@@ -754,6 +757,13 @@ def _model_from_state_dict(
     conf: Mapping[str, Any] | None,
     options: dict[str, Any],
 ) -> PseTae:
+    if temporal_encoder_kind(ref) == "ltae":
+        from psetae.models.reference_ltae import psltae_from_reference
+
+        ltae_options = {k: options[k] for k in ("positions", "T", "dropout") if options[k]}
+        if options["pooling"]:
+            ltae_options["pooling"] = options["pooling"]
+        return psltae_from_reference(ref, **ltae_options).eval()
     config = reference_config(ref, conf=conf, source=source, **options)
     model = PseTae(**config)
     return load_reference_weights(model, ref).eval()

@@ -81,7 +81,7 @@ def convert_ltae_state_dict(
             ours[_TE + f"proj_norm.{m[1]}"] = value.t().contiguous()  # (d, T) -> (T, d)
         else:
             shared[key] = value
-    ours.update(reference.convert_reference_state_dict(shared, source))
+    ours.update(reference.convert_reference_state_dict(shared, source, kind="tae"))
     return ours
 
 
@@ -137,7 +137,19 @@ def ltae_reference_config(
         positions, len_max_seq = [float(p) for p in positions], len(positions)
     elif PE_KEY in sd:
         # The table repeats one (n, d_model / n_head) encoding per head.
-        positions, len_max_seq = reference.infer_positions(sd[PE_KEY][:, : width // n_head], T)
+        found = reference.infer_positions(sd[PE_KEY][:, : width // n_head], T)
+        if found is None:
+            raise reference.ReferenceWeightsError(
+                f"{PE_KEY}: no whole-day positions reproduce the table with period T={T}; "
+                "pass positions= (and T=)"
+            )
+        if found == [float(i) for i in range(len(found))]:
+            # Rows 0..n-1 are the table of no dates (1..n-1 used) or of n daily dates.
+            raise reference.ReferenceWeightsError(
+                f"{PE_KEY}: rows 0..{len(found) - 1} may mean 'no dates' or "
+                f"{len(found)} daily dates; pass positions="
+            )
+        positions, len_max_seq = found, len(found)
     elif norm is not None:
         len_max_seq = int(norm.shape[1])
     else:

@@ -7,6 +7,7 @@ import pickle
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -292,16 +293,26 @@ def test_models_come_back_in_eval_mode(reference, tmp_path):
     )
 
 
-def test_ltae_weights_are_detected(reference):
-    sd = {k: v for k, v in reference["state_dict"].items() if "attention_heads" not in k}
-    sd["temporal_encoder.attention_heads.Q"] = torch.zeros(16, 8)
-    sd["temporal_encoder.attention_heads.fc1_k.weight"] = torch.zeros(128, 256)
-    sd["temporal_encoder.inconv.0.weight"] = torch.zeros(256, 128, 1)
+def test_ltae_weights_are_detected_and_loaded_by_the_one_entry_point(reference, tmp_path):
+    from psetae.models.ltae import PseLTae
+
+    ltae = np.load(Path(__file__).resolve().parents[1] / "data" / "psetae_ltae_reference.npz")
+    sd = {k.removeprefix("state_dict/"): torch.from_numpy(ltae[k])
+          for k in ltae.files if k.startswith("state_dict/")}  # fmt: skip
     assert temporal_encoder_kind(sd) == "ltae"
     assert temporal_encoder_kind(reference["state_dict"]) == "tae"
-    for call in (psetae_from_reference, convert_reference_state_dict, reference_config):
-        with pytest.raises(ReferenceWeightsError, match="L-TAE weights are not supported yet"):
-            call(sd)
+    model = psetae_from_reference(sd, pooling="mean_std")
+    assert isinstance(model, PseLTae) and not model.training
+    inputs = [torch.from_numpy(ltae[k]) for k in ("pixels", "mask", "extra")]
+    with torch.no_grad():
+        logits = model(*inputs)
+    assert (logits - torch.from_numpy(ltae["logits"])).abs().max() < 1e-5
+    # A results folder of L-TAE folds comes back as an ensemble too.
+    for k in (1, 2):
+        (tmp_path / f"Fold_{k}").mkdir()
+        torch.save({"state_dict": sd}, tmp_path / f"Fold_{k}" / "model.pth.tar")
+    folds = psetae_from_reference(tmp_path, pooling="mean_std")
+    assert len(folds) == 2 and all(isinstance(m, PseLTae) for m in folds)
 
 
 # -- Results folders: Fold_<k>/model.pth.tar, and conf.json when the script wrote one.

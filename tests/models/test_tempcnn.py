@@ -21,11 +21,19 @@ def n_params(module: torch.nn.Module) -> int:
 def test_default_parameter_count_by_hand():
     k, T = 3, 24
     convs = sum(c_in * c_out * k + c_out + 2 * c_out for c_in, c_out in
-                [(128, 32), (32, 32), (32, 128)])  # fmt: skip
-    dense = (128 * T * 128 + 128 + 2 * 128) + (128 * 128 + 128 + 2 * 128)  # flattened (128, T)
+                [(128, 64), (64, 64)])  # fmt: skip
+    dense = 64 * T * 64 + 64 + 2 * 64  # flattened (64, T)
+    decoder = (64 * 32 + 32 + 2 * 32) + (32 * 20 + 20)  # 2,804
     model = PseTempCnn()
-    assert n_params(model.temporal_encoder) == convs + dense == 438592
-    assert n_params(model) == PSE + convs + dense + DECODER == 469716
+    assert n_params(model.temporal_encoder) == convs + dense == 135744
+    assert n_params(model) == PSE + convs + dense + decoder == 158484
+
+
+def test_the_script_defaults_of_the_reference_repository_by_hand():
+    from psetae.models.tempcnn import PseTempCnnConfig
+
+    cfg = PseTempCnnConfig(kernels=[32, 32, 128], mlp3=[3072, 128, 128], mlp4=[128, 64, 32, 20])
+    assert n_params(PseTempCnn(cfg)) == 469716
 
 
 def naive_tempcnn(enc, x):
@@ -63,15 +71,15 @@ def test_tied_to_its_number_of_dates():
     with pytest.raises(ValueError, match="built for 24 dates, the input has 10"):
         PseTempCnn()(pixels, mask, extra)
     cfg = PseTempCnnConfig().for_data(10, 4, 10, 20)
-    assert cfg.mlp3 == [128 * 10, 128, 128]
+    assert cfg.mlp3 == [64 * 10, 64]
     assert PseTempCnn(cfg)(pixels, mask, extra).shape == (2, 20)
 
 
 def test_bad_kernels_are_refused_and_days_can_be_left_out():
     with pytest.raises(ConfigError, match="odd"):
         PseTempCnn(kernel_size=4)
-    with pytest.raises(ConfigError, match="mlp3\\[0\\] = 3072 must be kernels"):
-        PseTempCnn(kernels=[32, 64])
+    with pytest.raises(ConfigError, match="mlp3\\[0\\] = 1536 must be kernels"):
+        PseTempCnn(kernels=[32, 128])
     model = PseTempCnn(positional=False).eval()
     pixels, mask, extra = random_batch(B=2, T=24, S=4)
     days = torch.cumsum(torch.randint(1, 9, (2, 24)), 1).float()
