@@ -44,8 +44,8 @@ from typing import Any
 
 from psetae import __version__
 from psetae.data.archive import UNSUPPORTED_ARCHIVE_SUFFIXES, archive_kind, extract_archive
-from psetae.data.format import write_json_atomic
 from psetae.errors import PsetaeError
+from psetae.io import write_json_atomic
 from psetae.progress import progress_bar
 
 __all__ = [

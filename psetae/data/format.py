@@ -34,8 +34,9 @@ from typing import Literal
 
 import numpy as np
 
-from psetae.errors import PsetaeError
-from psetae.io import atomic_write, replace_dir
+from psetae.data.errors import DatasetFormatError
+from psetae.data.safe_pickle import safe_load_pickle
+from psetae.io import atomic_write, cleanup_stale_temporaries, replace_dir, write_json_atomic
 
 __all__ = [
     "DatasetFormatError",
@@ -43,7 +44,6 @@ __all__ = [
     "NORMALISATION_PKL",
     "META_FILES",
     "write_dataset",
-    "write_json_atomic",
     "read_json",
     "read_labels",
     "read_nomenclatures",
@@ -51,8 +51,10 @@ __all__ = [
     "parse_date",
     "dates_to_positions",
     "read_sizes",
+    "write_sizes",
+    "SIZES_COMMAND",
+    "count_nonfinite",
     "read_geomfeat",
-    "read_meta",
     "list_data_ids",
     "load_parcel",
     "parcel_path",
@@ -71,33 +73,7 @@ _RESERVED_META = {"labels", "dates", "geomfeat", "sizes"}
 PathLike = str | os.PathLike
 
 
-class DatasetFormatError(PsetaeError, ValueError):
-    """A dataset file is missing or malformed.
-
-    Parameters
-    ----------
-    path
-        The file (or folder) at fault.
-    message
-        What is wrong with it.
-    """
-
-    def __init__(self, path: PathLike, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{self.path}: {message}")
-
-    def __reduce__(self):  # keep the two-argument constructor picklable (DataLoader workers)
-        return (type(self), (self.path, self.message))
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def write_json_atomic(path: PathLike, obj: object) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -177,6 +153,7 @@ def write_dataset(
         Inconsistent inputs (rank, T, C, unknown ids, bad dates).
     """
     root = Path(root)
+    cleanup_stale_temporaries(root.parent, root.name)  # restores a swap cut by a crash
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
     dates = [int(d) for d in dates]
@@ -382,15 +359,63 @@ def dates_to_positions(dates: Sequence[int] | np.ndarray) -> np.ndarray:
     return (np.asarray(days, dtype=np.float64) - days[0]).astype(np.float32)
 
 
+#: The command that writes ``META/sizes.json`` from ``DATA/`` (see :func:`write_sizes`).
+SIZES_COMMAND = "psetae sizes"
+
+
 def read_sizes(root: PathLike) -> dict[int, int]:
-    """``{id: n_pixels}`` of ``META/sizes.json``."""
+    """``{id: n_pixels}`` of ``META/sizes.json``.
+
+    Raises
+    ------
+    DatasetFormatError
+        The file is missing (the message says how to make it) or malformed.
+    """
     path = Path(root) / "META" / "sizes.json"
+    if not path.is_file() and (Path(root) / "DATA").is_dir():
+        raise DatasetFormatError(path, sizes_missing_hint(root))
     out = {}
     for k, v in _read_id_mapping(path, "sizes").items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise DatasetFormatError(path, f"size of id {k} is {v!r}, expected an integer >= 0")
         out[_int_id(k, path)] = v
     return out
+
+
+def sizes_missing_hint(root: PathLike) -> str:
+    """The message for a missing ``META/sizes.json``: what it is and how to make it."""
+    return (
+        "file is missing; make it from the arrays of DATA/ with "
+        f"`{SIZES_COMMAND} {root}` (psetae.data.format.write_sizes)"
+    )
+
+
+def write_sizes(root: PathLike) -> dict[int, int]:
+    """Write ``META/sizes.json`` from the headers of ``DATA/<id>.npy`` (no pixel is read).
+
+    Parameters
+    ----------
+    root
+        A dataset folder with ``DATA/``.
+
+    Returns
+    -------
+    dict
+        ``{id: n_pixels}``, as written.
+
+    Raises
+    ------
+    DatasetFormatError
+        ``DATA/`` is missing or empty, or an array is unreadable, not numeric or not (T, C, n).
+    """
+    root = Path(root)
+    ids = list_data_ids(root)
+    if not ids:
+        raise DatasetFormatError(root / "DATA", "no <id>.npy parcel to size")
+    sizes = {pid: int(load_parcel(root, pid, mmap=True).shape[2]) for pid in ids}
+    (root / "META").mkdir(exist_ok=True)
+    write_json_atomic(root / "META" / "sizes.json", {str(k): v for k, v in sizes.items()})
+    return sizes
 
 
 def read_geomfeat(root: PathLike) -> dict[int, np.ndarray]:
@@ -416,11 +441,6 @@ def read_geomfeat(root: PathLike) -> dict[int, np.ndarray]:
         length = f.shape[0]
         out[_int_id(k, path)] = f
     return out
-
-
-def read_meta(root: PathLike, key: str) -> object:
-    """The content of ``META/<key>.json``."""
-    return read_json(Path(root) / "META" / f"{key}.json")
 
 
 def list_data_ids(root: PathLike) -> list[int]:
@@ -458,7 +478,24 @@ def load_parcel(root: PathLike, pid: int, mmap: bool = False) -> np.ndarray:
         raise DatasetFormatError(path, f"not a readable .npy array ({e})") from None
     if arr.ndim != 3:
         raise DatasetFormatError(path, f"array has shape {arr.shape}, expected (T, C, n)")
+    if arr.dtype.kind not in "iufb":  # e.g. strings: astype(float32) would fail unnamed
+        raise DatasetFormatError(path, f"dtype {arr.dtype} is not numeric")
     return arr
+
+
+def count_nonfinite(arr: np.ndarray, chunk: int = 1 << 22) -> int:
+    """Number of NaN or infinite values of ``arr``, scanned ``chunk`` values at a time.
+
+    Integer arrays hold none and are not read; a memory-mapped float array is streamed,
+    so the scan needs ``chunk`` values of memory whatever its size.
+    """
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return 0
+    flat = arr.reshape(-1)
+    return sum(
+        int(flat[i : i + chunk].size - np.count_nonzero(np.isfinite(flat[i : i + chunk])))
+        for i in range(0, flat.size, chunk)
+    )
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -576,8 +613,6 @@ def load_normalisation(
         except (ValueError, OSError) as e:
             raise DatasetFormatError(path, f"not a readable .npz ({e})") from None
     if suffix in (".pkl", ".pickle"):
-        from psetae.data.safe_pickle import safe_load_pickle
-
         obj = safe_load_pickle(path)
         if not isinstance(obj, (tuple, list)) or len(obj) != 2:
             raise DatasetFormatError(path, f"expected a (mean, std) pair, got {type(obj).__name__}")
