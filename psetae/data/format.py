@@ -48,6 +48,7 @@ __all__ = [
     "read_labels",
     "read_nomenclatures",
     "read_dates",
+    "parse_dates_json",
     "parse_date",
     "dates_to_positions",
     "read_sizes",
@@ -324,6 +325,46 @@ def parse_date(value: object, path: PathLike = "dates.json") -> _dt.date:
         raise DatasetFormatError(path, f"date {value!r} is not a valid YYYYMMDD date") from None
 
 
+def parse_dates_json(obj: object, path: PathLike) -> tuple[np.ndarray | None, list[str]]:
+    """Read the content of ``dates.json``: the dates and every problem found.
+
+    Accepted: ``{"0": YYYYMMDD, ..., "T-1": YYYYMMDD}`` or a JSON list of dates. This is the
+    one parser of dates; :func:`read_dates` and the validator both call it.
+
+    Returns
+    -------
+    (dates, problems)
+        ``dates`` (T,) int64 YYYYMMDD, or None when there are problems; one message per
+        problem (``path`` is not repeated in them).
+    """
+    if isinstance(obj, list):
+        entries = dict(enumerate(obj))
+    elif isinstance(obj, dict):
+        try:
+            entries = {int(k): v for k, v in obj.items()}
+        except (TypeError, ValueError):
+            return None, ["keys must be 0, 1, ..., T-1"]
+    else:
+        return None, ["expected a JSON object {index: YYYYMMDD} or a list of dates"]
+    if not entries:
+        return None, ["no dates"]
+    problems = (
+        [] if sorted(entries) == list(range(len(entries))) else ["keys must be 0, 1, ..., T-1"]
+    )
+    parsed = []
+    for k in sorted(entries):
+        try:
+            parsed.append((k, parse_date(entries[k], path)))
+        except DatasetFormatError as e:
+            problems.append(f"index {k}: {e.message}")
+    for (ka, a), (kb, b) in zip(parsed[:-1], parsed[1:], strict=True):
+        if b <= a:
+            problems.append(f"dates are not increasing: index {ka} is {a}, index {kb} is {b}")
+    if problems:
+        return None, problems
+    return np.array([int(str(entries[k])) for k in sorted(entries)], dtype=np.int64), []
+
+
 def read_dates(root: PathLike) -> np.ndarray:
     """The acquisition dates of ``META/dates.json`` as YYYYMMDD integers, shape (T,).
 
@@ -331,26 +372,13 @@ def read_dates(root: PathLike) -> np.ndarray:
     ------
     DatasetFormatError
         Missing file, keys that are not 0..T-1, dates that are not YYYYMMDD or not
-        strictly increasing.
+        strictly increasing (every problem is listed).
     """
     path = Path(root) / "META" / "dates.json"
-    obj = read_json(path)
-    if isinstance(obj, list):
-        values = obj
-    elif isinstance(obj, dict):
-        keys = sorted(_int_id(k, path) for k in obj)
-        if keys != list(range(len(keys))):
-            raise DatasetFormatError(path, "keys must be 0, 1, ..., T-1")
-        values = [obj[str(k)] for k in keys]
-    else:
-        raise DatasetFormatError(path, "expected a JSON object {index: YYYYMMDD}")
-    if not values:
-        raise DatasetFormatError(path, "no dates")
-    parsed = [parse_date(v, path) for v in values]
-    for a, b in zip(parsed[:-1], parsed[1:], strict=True):
-        if b <= a:
-            raise DatasetFormatError(path, f"dates are not increasing ({a} then {b})")
-    return np.array([int(str(v)) for v in values], dtype=np.int64)
+    dates, problems = parse_dates_json(read_json(path), path)
+    if problems:
+        raise DatasetFormatError(path, "; ".join(problems))
+    return dates
 
 
 def dates_to_positions(dates: Sequence[int] | np.ndarray) -> np.ndarray:
