@@ -138,6 +138,7 @@ def validate_dataset(
     classes: Sequence[int] | None = None,
     *,
     drop_nonfinite: bool = False,
+    packed: bool = True,
 ) -> ValidationReport:
     """Check the dataset folder ``root`` and return every problem found.
 
@@ -161,6 +162,8 @@ def validate_dataset(
     drop_nonfinite
         Parcels with NaN or infinite pixels are a warning (the reader will drop them, see
         ``PixelSetDataset(drop_nonfinite=True)``) instead of an error.
+    packed
+        Check an existing ``PACKED/`` form too (``pack_dataset`` does not: it replaces it).
 
     Returns
     -------
@@ -285,7 +288,7 @@ def validate_dataset(
     n_channels = None
     if not packed_only:
         n_channels = _check_arrays(report, data, sorted(data_ids), n_dates, sizes, drop_nonfinite)
-    if has_packed(root):
+    if packed and has_packed(root):
         n_channels = _check_packed(report, root, sizes, sizes_path, n_dates) or n_channels
 
     # Normalisation files.
@@ -315,13 +318,14 @@ def check_dataset(
     classes: Sequence[int] | None = None,
     *,
     drop_nonfinite: bool = False,
+    packed: bool = True,
 ) -> ValidationReport:
     """The pre-flight check of every command that writes: refuse a dataset the reader would
     choke on, before anything is written.
 
     Parameters
     ----------
-    root, nomenclature, classes, drop_nonfinite
+    root, nomenclature, classes, drop_nonfinite, packed
         As for :func:`validate_dataset`.
 
     Returns
@@ -335,7 +339,11 @@ def check_dataset(
         One line naming every problem: the dataset folder, its files and what is wrong.
     """
     report = validate_dataset(
-        root, nomenclature=nomenclature, classes=classes, drop_nonfinite=drop_nonfinite
+        root,
+        nomenclature=nomenclature,
+        classes=classes,
+        drop_nonfinite=drop_nonfinite,
+        packed=packed,
     )
     report.raise_if_errors()
     return report
