@@ -31,8 +31,10 @@ from psetae.data.format import (
     DatasetFormatError,
     count_nonfinite,
     load_normalisation,
+    load_parcel,
     parse_dates_json,
     read_json,
+    read_npy_header,
     sizes_missing_hint,
 )
 from psetae.data.packed import PACKED_DIR, PackedStore, has_packed
@@ -409,33 +411,35 @@ def _check_arrays(
     """Check every DATA array; return the common C (the most frequent one)."""
     shapes: dict[int, tuple[int, ...]] = {}
     empty, nonfinite = [], []
+    folder = str(data)
     for pid in ids:
-        path = data / f"{pid}.npy"
+        path = os.path.join(folder, f"{pid}.npy")  # a str: Path objects cost in this loop
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            objects = "objects" in str(e).lower()  # numpy's words for an object array
-            report.error(
-                path,
-                "dtype object (pickled Python objects) is not numeric"
-                if objects
-                else f"not a readable .npy array ({e})",
-            )
+            shape, dtype = read_npy_header(path)
+        except DatasetFormatError as e:
+            report.error(path, e.message)
             continue
-        if arr.ndim != 3:
-            report.error(path, f"array has rank {arr.ndim} (shape {arr.shape}), expected (T, C, n)")
+        if dtype.hasobject:
+            report.error(path, "dtype object (pickled Python objects) is not numeric")
             continue
-        shapes[pid] = arr.shape
-        if n_dates is not None and arr.shape[0] != n_dates:
-            report.error(path, f"T={arr.shape[0]} but dates.json has {n_dates} dates")
-        if pid in sizes and isinstance(sizes[pid], int) and sizes[pid] != arr.shape[2]:
-            report.error(path, f"{arr.shape[2]} pixels but sizes.json says {sizes[pid]}")
-        if arr.shape[2] == 0:
+        if len(shape) != 3:
+            report.error(path, f"array has rank {len(shape)} (shape {shape}), expected (T, C, n)")
+            continue
+        shapes[pid] = shape
+        if n_dates is not None and shape[0] != n_dates:
+            report.error(path, f"T={shape[0]} but dates.json has {n_dates} dates")
+        if pid in sizes and isinstance(sizes[pid], int) and sizes[pid] != shape[2]:
+            report.error(path, f"{shape[2]} pixels but sizes.json says {sizes[pid]}")
+        if shape[2] == 0:
             empty.append(pid)
-        if arr.dtype.kind not in "iufb":
-            report.error(path, f"dtype {arr.dtype} is not numeric")
-        elif count_nonfinite(arr):
-            nonfinite.append(pid)
+        if dtype.kind not in "iufb":
+            report.error(path, f"dtype {dtype} is not numeric")
+        elif dtype.kind == "f":  # only float arrays are read, in bounded chunks
+            try:
+                if count_nonfinite(load_parcel(data.parent, pid, mmap=True)):
+                    nonfinite.append(pid)
+            except DatasetFormatError as e:
+                report.error(path, e.message)
     if empty:
         report.warn(data, f"{len(empty)} empty parcel(s) (0 pixels): ids {_ids_text(empty)}")
     if nonfinite:
