@@ -197,8 +197,9 @@ def test_read_dates_rejects(tiny_root, content, match):
 
 def test_missing_and_malformed_json_name_the_file(tiny_root):
     (tiny_root / "META" / "sizes.json").unlink()
-    with pytest.raises(DatasetFormatError, match="sizes.json: file is missing"):
+    with pytest.raises(DatasetFormatError, match="sizes.json: file is missing; make it") as e:
         read_sizes(tiny_root)
+    assert f"`psetae sizes {tiny_root}` (psetae.data.format.write_sizes)" in str(e.value)
     (tiny_root / "META" / "labels.json").write_text("{not json")
     with pytest.raises(DatasetFormatError, match="labels.json: not valid JSON"):
         read_labels(tiny_root, "label_44class")
@@ -334,3 +335,16 @@ def test_write_json_atomic_lives_in_io_and_dead_code_is_gone(tmp_path):
         )
     ]
     assert stale == [], "these modules still import write_json_atomic from data/format.py"
+
+
+def test_npy_header_gives_shape_and_dtype_without_reading_pixels(tmp_path):
+    from psetae.data.format import read_npy_header
+
+    for arr in (np.zeros((24, 10, 7), np.int16), np.ones((2, 3, 0), ">f8"), np.zeros(5, "U3")):
+        np.save(tmp_path / "a.npy", arr)
+        assert read_npy_header(tmp_path / "a.npy") == (arr.shape, arr.dtype)
+    np.save(tmp_path / "b.npy", np.zeros((4, 3, 100), np.int16))
+    data = (tmp_path / "b.npy").read_bytes()
+    (tmp_path / "b.npy").write_bytes(data[:-10])
+    with pytest.raises(DatasetFormatError, match="b.npy: truncated"):
+        read_npy_header(tmp_path / "b.npy")
