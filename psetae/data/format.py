@@ -58,6 +58,7 @@ __all__ = [
     "write_sizes",
     "SIZES_COMMAND",
     "count_nonfinite",
+    "count_nonfinite_in_file",
     "read_geomfeat",
     "list_data_ids",
     "load_parcel",
@@ -517,6 +518,31 @@ def read_npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
     DatasetFormatError
         Missing file, not a .npy file, or a file shorter than its header says.
     """
+    shape, dtype, _ = _npy_header(path)
+    return shape, dtype
+
+
+def count_nonfinite_in_file(path: PathLike, chunk: int = 1 << 22) -> int:
+    """Number of NaN or infinite values of a ``.npy`` file; 0 at once for integer arrays.
+
+    The values are streamed from the file ``chunk`` at a time (faster than a memory map
+    for the many small files of a dataset, and bounded in memory for large ones).
+    """
+    shape, dtype, offset = _npy_header(path)
+    if dtype.kind not in "fc" or dtype.hasobject:
+        return 0
+    bad, left = 0, math.prod(shape)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while left > 0:
+            values = np.fromfile(f, dtype=dtype, count=min(chunk, left))
+            bad += values.size - int(np.count_nonzero(np.isfinite(values)))
+            left -= chunk
+    return bad
+
+
+def _npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype, int | None]:
+    """(shape, dtype, offset of the data or None when numpy had to parse the header)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -535,12 +561,12 @@ def read_npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise DatasetFormatError(path, f"not a readable .npy array ({e})") from None
-        return tuple(arr.shape), arr.dtype
+        return tuple(arr.shape), arr.dtype, getattr(arr, "offset", None)
     dtype = _dtype(match.group(1))
     shape = tuple(map(int, match.group(2).replace(b",", b" ").split()))
     if not dtype.hasobject and size < start + length + dtype.itemsize * math.prod(shape):
         raise DatasetFormatError(path, f"truncated: {size} bytes for an array of shape {shape}")
-    return shape, dtype
+    return shape, dtype, start + length
 
 
 def parcel_path(root: PathLike, pid: int) -> Path:

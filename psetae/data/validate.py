@@ -29,9 +29,8 @@ from psetae.data.format import (
     META_FILES,
     NORMALISATION_JSON,
     DatasetFormatError,
-    count_nonfinite,
+    count_nonfinite_in_file,
     load_normalisation,
-    load_parcel,
     parse_dates_json,
     read_json,
     read_npy_header,
@@ -436,7 +435,7 @@ def _check_arrays(
             report.error(path, f"dtype {dtype} is not numeric")
         elif dtype.kind == "f":  # only float arrays are read, in bounded chunks
             try:
-                if count_nonfinite(load_parcel(data.parent, pid, mmap=True)):
+                if count_nonfinite_in_file(path):
                     nonfinite.append(pid)
             except DatasetFormatError as e:
                 report.error(path, e.message)
