@@ -140,6 +140,7 @@ def validate_dataset(
     *,
     drop_nonfinite: bool = False,
     packed: bool = True,
+    normalisation: str | os.PathLike | None = None,
 ) -> ValidationReport:
     """Check the dataset folder ``root`` and return every problem found.
 
@@ -165,6 +166,9 @@ def validate_dataset(
         ``PixelSetDataset(drop_nonfinite=True)``) instead of an error.
     packed
         Check an existing ``PACKED/`` form too (``pack_dataset`` does not: it replaces it).
+    normalisation
+        A normalisation file chosen by the user (.json, .npz or .pkl), checked like those
+        of the dataset.
 
     Returns
     -------
@@ -294,7 +298,10 @@ def validate_dataset(
 
     # Normalisation files.
     # Every normalisation the reader may pick: the JSON and any pickle (reference names too).
-    for path in [root / NORMALISATION_JSON, *sorted(root.glob("*.pkl"))]:
+    chosen = [] if normalisation is None else [Path(normalisation)]
+    for path in dict.fromkeys([root / NORMALISATION_JSON, *sorted(root.glob("*.pkl")), *chosen]):
+        if path in chosen and not path.is_file():
+            report.error(path, "normalisation file not found")
         if not path.is_file():
             continue
         try:
@@ -320,13 +327,14 @@ def check_dataset(
     *,
     drop_nonfinite: bool = False,
     packed: bool = True,
+    normalisation: str | os.PathLike | None = None,
 ) -> ValidationReport:
     """The pre-flight check of every command that writes: refuse a dataset the reader would
     choke on, before anything is written.
 
     Parameters
     ----------
-    root, nomenclature, classes, drop_nonfinite, packed
+    root, nomenclature, classes, drop_nonfinite, packed, normalisation
         As for :func:`validate_dataset`.
 
     Returns
@@ -345,6 +353,7 @@ def check_dataset(
         classes=classes,
         drop_nonfinite=drop_nonfinite,
         packed=packed,
+        normalisation=normalisation,
     )
     report.raise_if_errors()
     return report

@@ -312,3 +312,16 @@ def test_check_dataset_raises_one_line_listing_every_problem(tiny_root):
     with pytest.raises(DatasetFormatError, match="invalid dataset, 2 problem") as e:
         check_dataset(tiny_root)
     assert "\n" not in str(e.value) and "meanstd.pkl" in str(e.value) and "negative" in str(e.value)
+
+
+def test_a_chosen_normalisation_file_is_checked_too(tiny_root, tmp_path):
+    from psetae.data.validate import check_dataset
+
+    hostile = tmp_path / "mine.pkl"
+    hostile.write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(DatasetFormatError, match="mine.pkl: refusing to unpickle"):
+        check_dataset(tiny_root, normalisation=hostile)
+    with pytest.raises(DatasetFormatError, match="nope.json: normalisation file not found"):
+        check_dataset(tiny_root, normalisation=tmp_path / "nope.json")
+    (tmp_path / "ok.json").write_text(json.dumps({"mean": [1, 2, 3], "std": [1, 1, 1]}))
+    assert check_dataset(tiny_root, normalisation=tmp_path / "ok.json").ok
