@@ -40,9 +40,11 @@ from torch.utils.data import Dataset
 from psetae.data.format import (
     DatasetFormatError,
     count_nonfinite,
+    count_nonfinite_in_file,
     dates_to_positions,
     load_normalisation,
     load_parcel,
+    parcel_path,
     read_dates,
     read_geomfeat,
     read_labels,
@@ -79,6 +81,9 @@ class _FolderStore:
             )
         return x[:, :, index]
 
+    def has_nonfinite(self, pid: int) -> bool:
+        return count_nonfinite_in_file(parcel_path(self.root, pid)) > 0
+
 
 class _PackedReader:
     """Parcels read from the memory-mapped packed form."""
@@ -91,6 +96,9 @@ class _PackedReader:
 
     def take(self, pid: int, index: np.ndarray) -> np.ndarray:
         return self.store.block(pid)[index].transpose(1, 2, 0)  # (S, T, C) -> (T, C, S)
+
+    def has_nonfinite(self, pid: int) -> bool:
+        return count_nonfinite(self.store.block(pid)) > 0
 
 
 class PixelSetDataset(Dataset):
@@ -116,8 +124,8 @@ class PixelSetDataset(Dataset):
     extra_stats
         ``(mean, std)`` (E,) for z-scoring the geometric features; by default computed over
         this dataset's parcels, with the sample standard deviation (ddof=1) as the
-        reference implementation does (``np.std(..., ddof=1)``). Pass the training set's ``extra_stats`` when evaluating on
-        another folder.
+        reference implementation does (``np.std(..., ddof=1)``). Pass the training set's
+        ``extra_stats`` when evaluating on another folder.
     jitter
         ``(sigma, clip)`` of the Gaussian noise added to normalised pixels in training, or
         None.
@@ -248,11 +256,7 @@ class PixelSetDataset(Dataset):
 
     def _drop_nonfinite(self, chosen: np.ndarray) -> np.ndarray:
         """``chosen`` without the parcels holding NaN or infinite pixels (with a warning)."""
-        bad = [
-            pid
-            for pid in chosen.tolist()
-            if count_nonfinite(self._store.take(pid, np.arange(self._store.count(pid))))
-        ]
+        bad = [pid for pid in chosen.tolist() if self._store.has_nonfinite(pid)]
         if bad:
             warnings.warn(
                 f"{self.root}: dropped {len(bad)} parcel(s) with NaN or infinite pixel values: "

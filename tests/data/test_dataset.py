@@ -335,3 +335,15 @@ def test_nonfinite_pixels_raise_or_are_dropped_with_a_warning(tmp_path, tiny):
         kept = _eval(root, drop_nonfinite=True)
     assert kept.ids.tolist() == [10, 11, 13, 14]
     assert all(np.isfinite(kept[i]["pixels"].numpy()).all() for i in range(len(kept)))
+
+
+def test_nonfinite_parcels_are_dropped_from_the_packed_form_too(tmp_path, tiny):
+    from psetae.data.packed import pack_dataset
+
+    arrays = tiny.arrays(np.float32)
+    arrays[13][2, 0, 63] = -np.inf
+    root = tiny.make(tmp_path / "ds", pixels=arrays)
+    pack_dataset(root)
+    with pytest.warns(UserWarning, match=r"dropped 1 parcel\(s\).*ids \[13\]"):
+        kept = _eval(root, drop_nonfinite=True, use_packed=True)
+    assert kept.packed and 13 not in kept.ids.tolist() and len(kept) == 5
