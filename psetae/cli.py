@@ -440,7 +440,7 @@ def _inference_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from psetae.data.format import write_json_atomic
+    from psetae.io import write_json_atomic
     from psetae.predict import evaluate
 
     out = evaluate(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -46,3 +47,64 @@ def test_replace_dir_moves_a_new_folder_and_replaces_an_old_one(tmp_path):
     replace_dir(newer, target)
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"], "old content must be gone"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["target"], "nothing else left behind"
+
+
+def _folder(path, text):
+    path.mkdir()
+    (path / "a.txt").write_text(text)
+    return path
+
+
+def test_a_crash_between_the_renames_is_restored_by_the_next_run(tmp_path, monkeypatch):
+    import psetae.io as pio
+
+    target = _folder(tmp_path / "target", "old")
+    new = _folder(tmp_path / ".target.tmp-1234", "new")
+    monkeypatch.setattr(pio, "_exchange", lambda a, b: False)  # the portable path
+    real_rename = os.rename
+    calls = []
+
+    def crash_on_second(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(pio.os, "rename", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        pio.replace_dir(new, target)
+    monkeypatch.setattr(pio.os, "rename", real_rename)
+    assert not target.exists(), "the crash left no dataset at the target"
+    (stray := tmp_path / ".target.a1b2c3.tmp").write_text("half")
+    assert pio.cleanup_stale_temporaries(tmp_path, "target") == [target]
+    assert (target / "a.txt").read_text() == "old", "the old folder is back"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"], "temporaries removed"
+    assert not stray.exists()
+
+
+def test_cleanup_keeps_other_outputs_and_the_download_cache(tmp_path):
+    from psetae.io import cleanup_stale_temporaries
+
+    _folder(tmp_path / "ds", "current")
+    _folder(tmp_path / ".ds.old-deadbeef", "superseded")  # a swap that finished but for rmtree
+    _folder(tmp_path / ".ds.download", "archives")
+    _folder(tmp_path / ".other.tmp-1", "not ours")
+    assert cleanup_stale_temporaries(tmp_path, "ds") == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ds.download", ".other.tmp-1", "ds"]
+    assert (tmp_path / "ds" / "a.txt").read_text() == "current"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux only")
+def test_replace_dir_exchanges_in_one_step_on_linux(tmp_path, monkeypatch):
+    import psetae.io as pio
+
+    target = _folder(tmp_path / "target", "old")
+    new = _folder(tmp_path / "new", "new")
+
+    def no_rename(*args):
+        raise AssertionError("os.rename used: the swap was not one renameat2(RENAME_EXCHANGE)")
+
+    monkeypatch.setattr(pio.os, "rename", no_rename)
+    pio.replace_dir(new, target)
+    assert (target / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]

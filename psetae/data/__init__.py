@@ -1,7 +1,8 @@
 """psetae.data: the S2-Agri pixel-set format (layer 1).
 
 Reading (:class:`PixelSetDataset`, :func:`collate_pixel_sets`), writing (:func:`write_dataset`),
-packing (:func:`pack_dataset`), validation (:func:`validate_dataset`), the simulator
+packing (:func:`pack_dataset`), validation (:func:`validate_dataset`; :func:`check_dataset`
+before writing), the simulator
 (:func:`simulate_s2agri`), the downloader (:func:`download_s2agri`) and
 :func:`prepare_dataset`, which gives the book its data folder.
 """
@@ -19,13 +20,14 @@ from psetae.data.format import (
     read_dates,
     read_labels,
     write_dataset,
+    write_sizes,
 )
 from psetae.data.packed import pack_dataset
 from psetae.data.prepare import prepare_dataset
 from psetae.data.safe_pickle import UnsafePickleError, safe_load_pickle
 from psetae.data.sampling import sample_pixels
 from psetae.data.simulate import SimulationConfig, simulate_s2agri
-from psetae.data.validate import ValidationReport, validate_dataset
+from psetae.data.validate import ValidationReport, check_dataset, validate_dataset
 
 __all__ = [
     "PixelSetDataset",
@@ -42,6 +44,8 @@ __all__ = [
     "DatasetFormatError",
     "pack_dataset",
     "validate_dataset",
+    "check_dataset",
+    "write_sizes",
     "ValidationReport",
     "simulate_s2agri",
     "SimulationConfig",

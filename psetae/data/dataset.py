@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -38,9 +39,12 @@ from torch.utils.data import Dataset
 
 from psetae.data.format import (
     DatasetFormatError,
+    count_nonfinite,
+    count_nonfinite_in_file,
     dates_to_positions,
     load_normalisation,
     load_parcel,
+    parcel_path,
     read_dates,
     read_geomfeat,
     read_labels,
@@ -77,6 +81,9 @@ class _FolderStore:
             )
         return x[:, :, index]
 
+    def has_nonfinite(self, pid: int) -> bool:
+        return count_nonfinite_in_file(parcel_path(self.root, pid)) > 0
+
 
 class _PackedReader:
     """Parcels read from the memory-mapped packed form."""
@@ -89,6 +96,9 @@ class _PackedReader:
 
     def take(self, pid: int, index: np.ndarray) -> np.ndarray:
         return self.store.block(pid)[index].transpose(1, 2, 0)  # (S, T, C) -> (T, C, S)
+
+    def has_nonfinite(self, pid: int) -> bool:
+        return count_nonfinite(self.store.block(pid)) > 0
 
 
 class PixelSetDataset(Dataset):
@@ -113,8 +123,9 @@ class PixelSetDataset(Dataset):
         Return the geometric features of ``META/geomfeat.json`` as ``extra``.
     extra_stats
         ``(mean, std)`` (E,) for z-scoring the geometric features; by default computed over
-        this dataset's parcels. Pass the training set's ``extra_stats`` when evaluating on
-        another folder.
+        this dataset's parcels, with the sample standard deviation (ddof=1) as the
+        reference implementation does (``np.std(..., ddof=1)``). Pass the training set's
+        ``extra_stats`` when evaluating on another folder.
     jitter
         ``(sigma, clip)`` of the Gaussian noise added to normalised pixels in training, or
         None.
@@ -131,6 +142,9 @@ class PixelSetDataset(Dataset):
         and items carry a ``label`` only when every parcel has one.
     use_packed
         None: the packed form if present; True: require it; False: read ``DATA/``.
+    drop_nonfinite
+        Scan the chosen parcels once and drop those holding NaN or infinite pixel values,
+        with a warning naming them. By default such a parcel raises when it is read.
 
     Raises
     ------
@@ -155,6 +169,7 @@ class PixelSetDataset(Dataset):
         positions: Literal["days", "order"] = "days",
         labels_required: bool = True,
         use_packed: bool | None = None,
+        drop_nonfinite: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -189,6 +204,8 @@ class PixelSetDataset(Dataset):
             unknown = [int(i) for i in chosen if int(i) not in sizes]
             if unknown:
                 raise DatasetFormatError(sizes_path, f"unknown parcel ids {unknown[:10]}")
+        if drop_nonfinite:
+            chosen = self._drop_nonfinite(chosen)
         raw = self._read_raw_labels(chosen, labels_required)  # (P,) -1 if unknown
         self.ids, self.labels = self._select_classes(chosen, raw, classes)
         self.has_labels = bool(len(self.labels)) and bool(np.all(self.labels >= 0))
@@ -237,6 +254,17 @@ class PixelSetDataset(Dataset):
         self.num_channels = int(store.info["C"])
         return _PackedReader(store)
 
+    def _drop_nonfinite(self, chosen: np.ndarray) -> np.ndarray:
+        """``chosen`` without the parcels holding NaN or infinite pixels (with a warning)."""
+        bad = [pid for pid in chosen.tolist() if self._store.has_nonfinite(pid)]
+        if bad:
+            warnings.warn(
+                f"{self.root}: dropped {len(bad)} parcel(s) with NaN or infinite pixel values: "
+                f"ids {bad[:10]}{' ...' if len(bad) > 10 else ''}",
+                stacklevel=3,
+            )
+        return chosen[~np.isin(chosen, bad)]
+
     def _select_classes(
         self, chosen: np.ndarray, raw: np.ndarray, classes: Sequence[int] | None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +295,9 @@ class PixelSetDataset(Dataset):
         table = np.stack([feats[int(i)] for i in self.ids])  # (P, E)
         self.extra_size = int(table.shape[1])
         if extra_stats is None:
-            mean, std = table.mean(axis=0), table.std(axis=0)
+            # Sample std (ddof=1), as the reference; one parcel has none: z-score to 0.
+            mean = table.mean(axis=0)
+            std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros_like(mean)
             std = np.where(std > 0, std, 1.0)  # a constant feature z-scores to 0
         else:
             mean = np.asarray(extra_stats[0], dtype=np.float64)
@@ -302,14 +332,21 @@ class PixelSetDataset(Dataset):
             if required:
                 raise
             mapping = {}
+        negative = [int(i) for i in chosen if mapping.get(int(i), 0) < 0]
+        if negative:
+            raise DatasetFormatError(
+                path,
+                f"{self.nomenclature!r}: the label of ids {negative[:10]} is negative "
+                f"({mapping[negative[0]]}); labels are class ids >= 0",
+            )
         raw = np.array([mapping.get(int(i), -1) for i in chosen], dtype=np.int64)
         if required and np.any(raw < 0):
             missing = chosen[raw < 0][:10].tolist()
             raise DatasetFormatError(
-                path, f"no {self.nomenclature!r} label for ids {missing} (labels_required=True)"
+                path,
+                f"no {self.nomenclature!r} label for ids {missing}: training and evaluation "
+                "need a label for every parcel (prediction does not)",
             )
-        if np.any(raw < -1):
-            raise DatasetFormatError(path, f"negative labels in {self.nomenclature!r}")
         return raw
 
     def _broadcastable(self, mean: np.ndarray, std: np.ndarray, where: object) -> Normalisation:
@@ -355,7 +392,14 @@ class PixelSetDataset(Dataset):
         if n == 0:
             x = np.zeros((self.sequence_length, self.num_channels, self.npixel), np.float32)
         else:
-            x = self._store.take(pid, index).astype(np.float32, order="C")  # (T, C, S)
+            raw = self._store.take(pid, index)  # (T, C, S) as stored
+            if count_nonfinite(raw):  # integer pixels are not scanned
+                raise DatasetFormatError(
+                    self.root / "DATA" / f"{pid}.npy",
+                    "NaN or infinite pixel values; drop such parcels with drop_nonfinite=True "
+                    "(or fix the file)",
+                )
+            x = raw.astype(np.float32, order="C")
         if self.normalisation is not None:
             mean, std = self._norm
             x -= mean

@@ -44,8 +44,8 @@ from typing import Any
 
 from psetae import __version__
 from psetae.data.archive import UNSUPPORTED_ARCHIVE_SUFFIXES, archive_kind, extract_archive
-from psetae.data.format import write_json_atomic
 from psetae.errors import PsetaeError
+from psetae.io import cleanup_stale_temporaries, write_json_atomic
 from psetae.progress import progress_bar
 
 __all__ = [
@@ -355,12 +355,10 @@ def resolve_record_files(
 
 
 def file_checksum(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex digest of a file (``pooch.file_hash``, read in chunks)."""
+    import pooch  # imported here: ~0.1 s that only a download needs
+
+    return pooch.file_hash(str(path), alg=algorithm)
 
 
 def verify_file(path: str | os.PathLike[str], remote: RemoteFile) -> None:
@@ -709,8 +707,7 @@ def download_s2agri(
     ]
 
     # Leftovers of an interrupted extraction are never mistaken for data: remove them.
-    for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    cleanup_stale_temporaries(dest.parent, dest.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         _install(remote_files, local, tmp, progress)

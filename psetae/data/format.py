@@ -23,9 +23,12 @@ Every problem with a dataset raises :class:`DatasetFormatError`, which names the
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import math
 import os
 import pickle
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,8 +37,9 @@ from typing import Literal
 
 import numpy as np
 
-from psetae.errors import PsetaeError
-from psetae.io import atomic_write, replace_dir
+from psetae.data.errors import DatasetFormatError
+from psetae.data.safe_pickle import safe_load_pickle
+from psetae.io import atomic_write, cleanup_stale_temporaries, replace_dir, write_json_atomic
 
 __all__ = [
     "DatasetFormatError",
@@ -43,19 +47,23 @@ __all__ = [
     "NORMALISATION_PKL",
     "META_FILES",
     "write_dataset",
-    "write_json_atomic",
     "read_json",
     "read_labels",
     "read_nomenclatures",
     "read_dates",
+    "parse_dates_json",
     "parse_date",
     "dates_to_positions",
     "read_sizes",
+    "write_sizes",
+    "SIZES_COMMAND",
+    "count_nonfinite",
+    "count_nonfinite_in_file",
     "read_geomfeat",
-    "read_meta",
     "list_data_ids",
     "load_parcel",
     "parcel_path",
+    "read_npy_header",
     "compute_normalisation",
     "load_normalisation",
     "write_normalisation",
@@ -71,33 +79,7 @@ _RESERVED_META = {"labels", "dates", "geomfeat", "sizes"}
 PathLike = str | os.PathLike
 
 
-class DatasetFormatError(PsetaeError, ValueError):
-    """A dataset file is missing or malformed.
-
-    Parameters
-    ----------
-    path
-        The file (or folder) at fault.
-    message
-        What is wrong with it.
-    """
-
-    def __init__(self, path: PathLike, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{self.path}: {message}")
-
-    def __reduce__(self):  # keep the two-argument constructor picklable (DataLoader workers)
-        return (type(self), (self.path, self.message))
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def write_json_atomic(path: PathLike, obj: object) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -177,6 +159,7 @@ def write_dataset(
         Inconsistent inputs (rank, T, C, unknown ids, bad dates).
     """
     root = Path(root)
+    cleanup_stale_temporaries(root.parent, root.name)  # restores a swap cut by a crash
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
     dates = [int(d) for d in dates]
@@ -347,6 +330,46 @@ def parse_date(value: object, path: PathLike = "dates.json") -> _dt.date:
         raise DatasetFormatError(path, f"date {value!r} is not a valid YYYYMMDD date") from None
 
 
+def parse_dates_json(obj: object, path: PathLike) -> tuple[np.ndarray | None, list[str]]:
+    """Read the content of ``dates.json``: the dates and every problem found.
+
+    Accepted: ``{"0": YYYYMMDD, ..., "T-1": YYYYMMDD}`` or a JSON list of dates. This is the
+    one parser of dates; :func:`read_dates` and the validator both call it.
+
+    Returns
+    -------
+    (dates, problems)
+        ``dates`` (T,) int64 YYYYMMDD, or None when there are problems; one message per
+        problem (``path`` is not repeated in them).
+    """
+    if isinstance(obj, list):
+        entries = dict(enumerate(obj))
+    elif isinstance(obj, dict):
+        try:
+            entries = {int(k): v for k, v in obj.items()}
+        except (TypeError, ValueError):
+            return None, ["keys must be 0, 1, ..., T-1"]
+    else:
+        return None, ["expected a JSON object {index: YYYYMMDD} or a list of dates"]
+    if not entries:
+        return None, ["no dates"]
+    problems = (
+        [] if sorted(entries) == list(range(len(entries))) else ["keys must be 0, 1, ..., T-1"]
+    )
+    parsed = []
+    for k in sorted(entries):
+        try:
+            parsed.append((k, parse_date(entries[k], path)))
+        except DatasetFormatError as e:
+            problems.append(f"index {k}: {e.message}")
+    for (ka, a), (kb, b) in zip(parsed[:-1], parsed[1:], strict=True):
+        if b <= a:
+            problems.append(f"dates are not increasing: index {ka} is {a}, index {kb} is {b}")
+    if problems:
+        return None, problems
+    return np.array([int(str(entries[k])) for k in sorted(entries)], dtype=np.int64), []
+
+
 def read_dates(root: PathLike) -> np.ndarray:
     """The acquisition dates of ``META/dates.json`` as YYYYMMDD integers, shape (T,).
 
@@ -354,26 +377,13 @@ def read_dates(root: PathLike) -> np.ndarray:
     ------
     DatasetFormatError
         Missing file, keys that are not 0..T-1, dates that are not YYYYMMDD or not
-        strictly increasing.
+        strictly increasing (every problem is listed).
     """
     path = Path(root) / "META" / "dates.json"
-    obj = read_json(path)
-    if isinstance(obj, list):
-        values = obj
-    elif isinstance(obj, dict):
-        keys = sorted(_int_id(k, path) for k in obj)
-        if keys != list(range(len(keys))):
-            raise DatasetFormatError(path, "keys must be 0, 1, ..., T-1")
-        values = [obj[str(k)] for k in keys]
-    else:
-        raise DatasetFormatError(path, "expected a JSON object {index: YYYYMMDD}")
-    if not values:
-        raise DatasetFormatError(path, "no dates")
-    parsed = [parse_date(v, path) for v in values]
-    for a, b in zip(parsed[:-1], parsed[1:], strict=True):
-        if b <= a:
-            raise DatasetFormatError(path, f"dates are not increasing ({a} then {b})")
-    return np.array([int(str(v)) for v in values], dtype=np.int64)
+    dates, problems = parse_dates_json(read_json(path), path)
+    if problems:
+        raise DatasetFormatError(path, "; ".join(problems))
+    return dates
 
 
 def dates_to_positions(dates: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -382,15 +392,70 @@ def dates_to_positions(dates: Sequence[int] | np.ndarray) -> np.ndarray:
     return (np.asarray(days, dtype=np.float64) - days[0]).astype(np.float32)
 
 
+#: The command that writes ``META/sizes.json`` from ``DATA/`` (see :func:`write_sizes`).
+SIZES_COMMAND = "psetae sizes"
+
+
 def read_sizes(root: PathLike) -> dict[int, int]:
-    """``{id: n_pixels}`` of ``META/sizes.json``."""
+    """``{id: n_pixels}`` of ``META/sizes.json``.
+
+    Raises
+    ------
+    DatasetFormatError
+        The file is missing (the message says how to make it) or malformed.
+    """
     path = Path(root) / "META" / "sizes.json"
+    if not path.is_file() and (Path(root) / "DATA").is_dir():
+        raise DatasetFormatError(path, sizes_missing_hint(root))
     out = {}
     for k, v in _read_id_mapping(path, "sizes").items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise DatasetFormatError(path, f"size of id {k} is {v!r}, expected an integer >= 0")
         out[_int_id(k, path)] = v
     return out
+
+
+def sizes_missing_hint(root: PathLike) -> str:
+    """The message for a missing ``META/sizes.json``: what it is and how to make it."""
+    return (
+        "file is missing; make it from the arrays of DATA/ with "
+        f"`{SIZES_COMMAND} {root}` (psetae.data.format.write_sizes)"
+    )
+
+
+def write_sizes(root: PathLike) -> dict[int, int]:
+    """Write ``META/sizes.json`` from the headers of ``DATA/<id>.npy`` (no pixel is read).
+
+    Parameters
+    ----------
+    root
+        A dataset folder with ``DATA/``.
+
+    Returns
+    -------
+    dict
+        ``{id: n_pixels}``, as written.
+
+    Raises
+    ------
+    DatasetFormatError
+        ``DATA/`` is missing or empty, or an array is unreadable, not numeric or not (T, C, n).
+    """
+    root = Path(root)
+    ids = list_data_ids(root)
+    if not ids:
+        raise DatasetFormatError(root / "DATA", "no <id>.npy parcel to size")
+    sizes = {}
+    for pid in ids:
+        shape, dtype = read_npy_header(parcel_path(root, pid))
+        if len(shape) != 3 or dtype.kind not in "iufb":
+            raise DatasetFormatError(
+                parcel_path(root, pid), f"array {dtype} {shape} is not a numeric (T, C, n)"
+            )
+        sizes[pid] = shape[2]
+    (root / "META").mkdir(exist_ok=True)
+    write_json_atomic(root / "META" / "sizes.json", {str(k): v for k, v in sizes.items()})
+    return sizes
 
 
 def read_geomfeat(root: PathLike) -> dict[int, np.ndarray]:
@@ -418,11 +483,6 @@ def read_geomfeat(root: PathLike) -> dict[int, np.ndarray]:
     return out
 
 
-def read_meta(root: PathLike, key: str) -> object:
-    """The content of ``META/<key>.json``."""
-    return read_json(Path(root) / "META" / f"{key}.json")
-
-
 def list_data_ids(root: PathLike) -> list[int]:
     """Sorted ids of the ``DATA/<id>.npy`` files (other files are ignored)."""
     data = Path(root) / "DATA"
@@ -434,6 +494,79 @@ def list_data_ids(root: PathLike) -> list[int]:
         if ext == ".npy" and stem.lstrip("-").isdigit():
             ids.append(int(stem))
     return sorted(ids)
+
+
+# What np.save writes (keys sorted); anything else is left to numpy's own parser.
+_NPY_HEADER = re.compile(
+    rb"\{'descr':\s*'([^']+)',\s*'fortran_order':\s*(?:True|False),\s*"
+    rb"'shape':\s*\(([\d,\s]*)\),?\s*\}"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(descr: bytes) -> np.dtype:
+    return np.dtype(descr.decode("latin1"))
+
+
+def read_npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file from its header alone (no pixel is read).
+
+    About 20x faster than opening a memory map, which matters for 191,703 parcels.
+
+    Raises
+    ------
+    DatasetFormatError
+        Missing file, not a .npy file, or a file shorter than its header says.
+    """
+    shape, dtype, _ = _npy_header(path)
+    return shape, dtype
+
+
+def count_nonfinite_in_file(path: PathLike, chunk: int = 1 << 22) -> int:
+    """Number of NaN or infinite values of a ``.npy`` file; 0 at once for integer arrays.
+
+    The values are streamed from the file ``chunk`` at a time (faster than a memory map
+    for the many small files of a dataset, and bounded in memory for large ones).
+    """
+    shape, dtype, offset = _npy_header(path)
+    if dtype.kind not in "fc" or dtype.hasobject:
+        return 0
+    bad, left = 0, math.prod(shape)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while left > 0:
+            values = np.fromfile(f, dtype=dtype, count=min(chunk, left))
+            bad += values.size - int(np.count_nonzero(np.isfinite(values)))
+            left -= chunk
+    return bad
+
+
+def _npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype, int | None]:
+    """(shape, dtype, offset of the data or None when numpy had to parse the header)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head, size = os.read(fd, 512), os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise DatasetFormatError(path, "file is missing") from None
+    except OSError as e:
+        raise DatasetFormatError(path, f"not a readable .npy array ({e})") from None
+    start = 10 if head[6:7] == b"\x01" else 12
+    length = int.from_bytes(head[8:start], "little")
+    match = _NPY_HEADER.match(head[start : start + length]) if head[:6] == b"\x93NUMPY" else None
+    if match is None:  # other versions or layouts: numpy's own (slower) reader decides
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DatasetFormatError(path, f"not a readable .npy array ({e})") from None
+        return tuple(arr.shape), arr.dtype, getattr(arr, "offset", None)
+    dtype = _dtype(match.group(1))
+    shape = tuple(map(int, match.group(2).replace(b",", b" ").split()))
+    if not dtype.hasobject and size < start + length + dtype.itemsize * math.prod(shape):
+        raise DatasetFormatError(path, f"truncated: {size} bytes for an array of shape {shape}")
+    return shape, dtype, start + length
 
 
 def parcel_path(root: PathLike, pid: int) -> Path:
@@ -458,7 +591,24 @@ def load_parcel(root: PathLike, pid: int, mmap: bool = False) -> np.ndarray:
         raise DatasetFormatError(path, f"not a readable .npy array ({e})") from None
     if arr.ndim != 3:
         raise DatasetFormatError(path, f"array has shape {arr.shape}, expected (T, C, n)")
+    if arr.dtype.kind not in "iufb":  # e.g. strings: astype(float32) would fail unnamed
+        raise DatasetFormatError(path, f"dtype {arr.dtype} is not numeric")
     return arr
+
+
+def count_nonfinite(arr: np.ndarray, chunk: int = 1 << 22) -> int:
+    """Number of NaN or infinite values of ``arr``, scanned ``chunk`` values at a time.
+
+    Integer arrays hold none and are not read; a memory-mapped float array is streamed,
+    so the scan needs ``chunk`` values of memory whatever its size.
+    """
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return 0
+    flat = arr.reshape(-1)
+    return sum(
+        int(flat[i : i + chunk].size - np.count_nonzero(np.isfinite(flat[i : i + chunk])))
+        for i in range(0, flat.size, chunk)
+    )
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -576,8 +726,6 @@ def load_normalisation(
         except (ValueError, OSError) as e:
             raise DatasetFormatError(path, f"not a readable .npz ({e})") from None
     if suffix in (".pkl", ".pickle"):
-        from psetae.data.safe_pickle import safe_load_pickle
-
         obj = safe_load_pickle(path)
         if not isinstance(obj, (tuple, list)) or len(obj) != 2:
             raise DatasetFormatError(path, f"expected a (mean, std) pair, got {type(obj).__name__}")

@@ -7,7 +7,8 @@ is what limits the reference implementation. :func:`pack_dataset` writes::
       pixels.npy     (N_pixels, T, C), the parcels one after the other, dtype as stored
       index.npz      ids (P,) int64 and offsets (P + 1,) int64: parcel k is
                      pixels[offsets[k]:offsets[k + 1]]
-      pack.json      {"T", "C", "dtype", "n_parcels", "n_pixels", "format"}
+      pack.json      {"T", "C", "dtype", "n_parcels", "n_pixels", "format",
+                      "data_fingerprint": {"bytes", "mtime_ns"}}
 
 Pixels are stored pixel-major (N, T, C) rather than (T, C, N) so that a parcel is one
 contiguous block of the file: reading it touches a few pages instead of T * C strided
@@ -15,7 +16,11 @@ runs. :class:`PackedStore` returns the parcel transposed to (T, C, n), identical
 array of ``DATA/<id>.npy``.
 
 :class:`~psetae.data.dataset.PixelSetDataset` uses ``PACKED/`` when it exists, after
-checking that it matches ``META/sizes.json``. Packing into another folder (``out``) also
+checking that it is not stale: its ids and pixel counts must match ``META/sizes.json``
+and, when ``DATA/`` is there, the total size and the sum of modification times of the
+packed ``DATA/<id>.npy`` files must be those recorded at pack time (one ``stat`` per file,
+no pixel read). A file rewritten with the same size and its old modification time (e.g.
+``cp -p`` of an older copy) is not noticed: re-pack after such a change. Packing into another folder (``out``) also
 copies ``META/`` and the normalisation files, so that folder is a dataset on its own.
 
 Command line: ``python -m psetae.data.packed ROOT [--out OUT] [--overwrite]``.
@@ -28,6 +33,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +46,7 @@ from psetae.data.format import (
     read_json,
     read_sizes,
 )
-from psetae.io import replace_dir
+from psetae.io import cleanup_stale_temporaries, replace_dir
 
 __all__ = ["PACKED_DIR", "pack_dataset", "has_packed", "PackedStore", "main"]
 
@@ -51,6 +57,23 @@ _FORMAT = "psetae-packed-1"
 def has_packed(root: str | os.PathLike) -> bool:
     """Whether ``root`` has a packed form (``root/PACKED/pack.json``)."""
     return (Path(root) / PACKED_DIR / "pack.json").is_file()
+
+
+def data_fingerprint(root: str | os.PathLike, ids: Iterable[int]) -> dict[str, int]:
+    """Total size and sum of modification times (ns) of ``DATA/<id>.npy`` for ``ids``.
+
+    Cheap (a ``stat`` per file, no pixel read); any rewrite of a parcel changes it unless
+    the file keeps both its size and its modification time.
+    """
+    wanted = {f"{int(i)}.npy" for i in ids}
+    total = mtimes = 0
+    with os.scandir(Path(root) / "DATA") as entries:
+        for entry in entries:
+            if entry.name in wanted:
+                info = entry.stat()
+                total += info.st_size
+                mtimes += info.st_mtime_ns
+    return {"bytes": total, "mtime_ns": mtimes}
 
 
 def pack_dataset(
@@ -80,11 +103,15 @@ def pack_dataset(
     FileExistsError
         The destination exists and ``overwrite`` is False.
     DatasetFormatError
-        A parcel is missing, or disagrees with ``META/sizes.json`` or with the others on
-        (T, C) or dtype.
+        Before anything is written: every problem :func:`psetae.data.validate.check_dataset`
+        finds (parcels with NaN pixels are packed as stored: the reader refuses or drops
+        them); while packing: a parcel that changed since the check.
     """
+    from psetae.data.validate import check_dataset  # validate reads packs: import here
+
     root = Path(root)
-    sizes = read_sizes(root)  # also checks META/sizes.json exists
+    check_dataset(root, drop_nonfinite=True, packed=False)
+    sizes = read_sizes(root)
     ids = np.array(sorted(sizes), dtype=np.int64)
     counts = np.array([sizes[int(i)] for i in ids], dtype=np.int64)
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -95,6 +122,7 @@ def pack_dataset(
     dest = root if out is None else Path(out)
     final = dest / PACKED_DIR
     target = final if out is None else dest  # the folder renamed into place
+    cleanup_stale_temporaries(target.parent, target.name)  # restores a swap cut by a crash
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: exists already (pass overwrite=True to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -126,6 +154,7 @@ def pack_dataset(
             "dtype": np.dtype(dtype).str,
             "n_parcels": len(ids),
             "n_pixels": int(offsets[-1]),
+            "data_fingerprint": data_fingerprint(root, ids.tolist()),
         }
         with open(packed / "pack.json", "w", encoding="utf-8") as f:
             json.dump(info, f)
@@ -201,25 +230,30 @@ class PackedStore:
         return state
 
     def check_sizes(self, sizes: dict[int, int], sizes_path: Path) -> None:
-        """Raise if the packed parcels differ from ``sizes`` (``META/sizes.json``).
+        """Raise if the pack is stale: its parcels differ from ``sizes`` (``META/sizes.json``)
+        or, when the dataset has ``DATA/``, their files changed since packing.
 
         Raises
         ------
         DatasetFormatError
-            The packed form is stale: ids or pixel counts differ.
+            The packed form is stale: ids, pixel counts or the ``DATA/`` files differ.
         """
         ids = np.array(sorted(sizes), dtype=np.int64)
         counts = np.array([sizes[int(i)] for i in ids], dtype=np.int64)
         if not (np.array_equal(ids, self.ids) and np.array_equal(counts, self.counts)):
-            raise DatasetFormatError(
-                self.folder,
-                f"packed form is stale: its parcels differ from {sizes_path}; "
-                "re-run pack_dataset(root, overwrite=True) or delete the PACKED folder",
-            )
+            self._stale(f"its parcels differ from {sizes_path}")
+        root = sizes_path.parent.parent
+        recorded = self.info.get("data_fingerprint")  # absent in packs of older versions
+        if recorded is not None and (root / "DATA").is_dir():
+            if data_fingerprint(root, self.ids.tolist()) != recorded:
+                self._stale(f"files of {root / 'DATA'} changed since it was packed")
 
-    def has(self, pid: int) -> bool:
-        """Whether parcel ``pid`` is packed."""
-        return int(pid) in self._row
+    def _stale(self, why: str) -> None:
+        raise DatasetFormatError(
+            self.folder,
+            f"packed form is stale: {why}; re-run pack_dataset(root, overwrite=True) "
+            "or delete the PACKED folder",
+        )
 
     def count(self, pid: int) -> int:
         """Number of pixels of parcel ``pid``."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psetae.io import cleanup_stale_temporaries
+
 DATASETS = ("simulated", "s2agri")
 
 
@@ -38,6 +40,8 @@ def prepare_dataset(
         from psetae.data.simulate import simulate_s2agri
 
         root = data_dir / "s2agri-sim"
+        # A run killed while swapping folders left the old copy hidden: put it back first.
+        cleanup_stale_temporaries(data_dir, root.name)
         try:
             return simulate_s2agri(root, preset="book", exist_ok=True)
         except FileExistsError:

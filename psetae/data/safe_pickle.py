@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psetae.data.format import DatasetFormatError
+from psetae.data.errors import DatasetFormatError
 
 __all__ = ["ALLOWED_GLOBALS", "UnsafePickleError", "safe_load_pickle", "safe_loads"]
 

@@ -1,8 +1,15 @@
-"""Check a dataset folder and list every problem at once.
+"""Check a dataset folder and list every problem at once, before anything is written.
 
 :func:`validate_dataset` does not stop at the first problem: it collects errors (the
 reader would refuse the dataset, or would silently misuse it) and warnings (allowed, but
 worth knowing, such as empty parcels) into a :class:`ValidationReport`.
+:func:`check_dataset` is the pre-flight check every writing command calls: the same
+checks, raising one :class:`DatasetFormatError` that lists every error.
+
+It is fast: arrays are opened memory-mapped, so only their headers are read, except for
+float arrays, which are scanned for NaN and infinite values in bounded chunks. Every file
+the reader may load is checked, including any ``*.pkl`` normalisation at the root (the
+reference names them e.g. ``S2-2017-T31TFM-meanstd.pkl``), through the restricted unpickler.
 
 Command line: ``python -m psetae.data.validate ROOT [--nomenclature N] [--classes 1,3,...]``
 prints the report and exits with status 1 if there is an error.
@@ -21,15 +28,17 @@ import numpy as np
 from psetae.data.format import (
     META_FILES,
     NORMALISATION_JSON,
-    NORMALISATION_PKL,
     DatasetFormatError,
+    count_nonfinite_in_file,
     load_normalisation,
-    parse_date,
+    parse_dates_json,
     read_json,
+    read_npy_header,
+    sizes_missing_hint,
 )
 from psetae.data.packed import PACKED_DIR, PackedStore, has_packed
 
-__all__ = ["ValidationReport", "validate_dataset", "main"]
+__all__ = ["ValidationReport", "validate_dataset", "check_dataset", "main"]
 
 _MAX_IDS = 10  # ids quoted per message
 
@@ -69,9 +78,12 @@ class ValidationReport:
         self.warnings.append(f"{path}: {message}")
 
     def raise_if_errors(self) -> None:
-        """Raise a :class:`DatasetFormatError` listing every error, if any."""
+        """Raise a :class:`DatasetFormatError` listing every error (in one line), if any."""
         if self.errors:
-            raise DatasetFormatError(self.root, "invalid dataset:\n  " + "\n  ".join(self.errors))
+            raise DatasetFormatError(
+                self.root,
+                f"invalid dataset, {len(self.errors)} problem(s): " + "; ".join(self.errors),
+            )
 
     def __str__(self) -> str:
         status = "OK" if self.ok else "INVALID"
@@ -111,29 +123,24 @@ def _id_keys(report: ValidationReport, path: Path, obj: dict) -> dict[int, objec
 
 
 def _check_dates(report: ValidationReport, path: Path, obj: object) -> int | None:
-    """Number of dates T, or None if dates.json is unusable."""
-    if not isinstance(obj, dict) or not obj:
-        report.error(path, "expected a non-empty JSON object {index: YYYYMMDD}")
-        return None
-    entries = _id_keys(report, path, obj)
-    if sorted(entries) != list(range(len(entries))):
-        report.error(path, "keys must be 0, 1, ..., T-1")
-    parsed = []
-    for k in sorted(entries):
-        try:
-            parsed.append((k, parse_date(entries[k], path)))
-        except DatasetFormatError as e:
-            report.error(path, f"index {k}: {e.message}")
-    for (ka, a), (kb, b) in zip(parsed[:-1], parsed[1:], strict=True):
-        if b <= a:
-            report.error(path, f"dates are not increasing: index {ka} is {a}, index {kb} is {b}")
-    return len(entries)
+    """Number of dates T, or None if dates.json is unusable (the reader's own parser)."""
+    dates, problems = parse_dates_json(obj, path)
+    for problem in problems:
+        report.error(path, problem)
+    if dates is not None:
+        return len(dates)
+    # Bad dates: T is still the number of entries, so the arrays can be checked against it.
+    return len(obj) if isinstance(obj, (dict, list)) and obj else None
 
 
 def validate_dataset(
     root: str | os.PathLike,
     nomenclature: str | None = None,
     classes: Sequence[int] | None = None,
+    *,
+    drop_nonfinite: bool = False,
+    packed: bool = True,
+    normalisation: str | os.PathLike | None = None,
 ) -> ValidationReport:
     """Check the dataset folder ``root`` and return every problem found.
 
@@ -141,9 +148,10 @@ def validate_dataset(
     increasing order; ids in ``DATA`` without a label, without a size or without geometric
     features, and the reverse; every array has rank 3, T equal to the number of dates, the
     same C as the others, the number of pixels of ``sizes.json`` and finite values; labels
-    are integers; the nomenclature exists; the labels are among ``classes``; the
-    normalisation files load and fit (T, C); a packed form matches ``sizes.json``.
-    Empty parcels and a missing ``geomfeat.json`` are warnings.
+    are integers >= 0; there is at least one parcel; the nomenclature exists; the labels
+    are among ``classes``; every normalisation file (``normalisation.json`` and every
+    ``*.pkl`` of the root) loads safely and fits (T, C); a packed form matches
+    ``sizes.json`` and ``DATA/``. Empty parcels and a missing ``geomfeat.json`` are warnings.
 
     Parameters
     ----------
@@ -153,6 +161,14 @@ def validate_dataset(
         Check only this nomenclature of ``labels.json`` (default: all of them).
     classes
         Class ids the labels of ``nomenclature`` must belong to (needs ``nomenclature``).
+    drop_nonfinite
+        Parcels with NaN or infinite pixels are a warning (the reader will drop them, see
+        ``PixelSetDataset(drop_nonfinite=True)``) instead of an error.
+    packed
+        Check an existing ``PACKED/`` form too (``pack_dataset`` does not: it replaces it).
+    normalisation
+        A normalisation file chosen by the user (.json, .npz or .pkl), checked like those
+        of the dataset.
 
     Returns
     -------
@@ -172,7 +188,11 @@ def validate_dataset(
         report.error(meta, "folder is missing")
     objs: dict[str, object | None] = {}
     for name in META_FILES:
-        objs[name] = _load_json(report, meta / name) if meta.is_dir() else None
+        objs[name] = None
+        if name == "sizes.json" and meta.is_dir() and not (meta / name).exists():
+            report.error(meta / name, sizes_missing_hint(root))
+        elif meta.is_dir():
+            objs[name] = _load_json(report, meta / name)
     geom_path = meta / "geomfeat.json"
     geom = _load_json(report, geom_path) if geom_path.is_file() else None
     if not geom_path.is_file() and meta.is_dir():
@@ -218,6 +238,8 @@ def validate_dataset(
     if packed_only:
         data_ids = set(sizes)
     report.n_parcels = len(data_ids)
+    if not data_ids and (data.is_dir() or packed_only):
+        report.error(root, "no parcels: the dataset is empty")
     if not packed_only and objs["sizes.json"] is not None:
         _cross(report, sizes_path, "size", set(sizes), data_ids)
 
@@ -270,13 +292,16 @@ def validate_dataset(
     # Arrays.
     n_channels = None
     if not packed_only:
-        n_channels = _check_arrays(report, data, sorted(data_ids), n_dates, sizes)
-    if has_packed(root):
+        n_channels = _check_arrays(report, data, sorted(data_ids), n_dates, sizes, drop_nonfinite)
+    if packed and has_packed(root):
         n_channels = _check_packed(report, root, sizes, sizes_path, n_dates) or n_channels
 
     # Normalisation files.
-    for name in (NORMALISATION_JSON, NORMALISATION_PKL):
-        path = root / name
+    # Every normalisation the reader may pick: the JSON and any pickle (reference names too).
+    chosen = [] if normalisation is None else [Path(normalisation)]
+    for path in dict.fromkeys([root / NORMALISATION_JSON, *sorted(root.glob("*.pkl")), *chosen]):
+        if path in chosen and not path.is_file():
+            report.error(path, "normalisation file not found")
         if not path.is_file():
             continue
         try:
@@ -292,6 +317,45 @@ def validate_dataset(
                 path,
                 f"normalisation of shape {mean.shape} does not fit T={n_dates}, C={n_channels}",
             )
+    return report
+
+
+def check_dataset(
+    root: str | os.PathLike,
+    nomenclature: str | None = None,
+    classes: Sequence[int] | None = None,
+    *,
+    drop_nonfinite: bool = False,
+    packed: bool = True,
+    normalisation: str | os.PathLike | None = None,
+) -> ValidationReport:
+    """The pre-flight check of every command that writes: refuse a dataset the reader would
+    choke on, before anything is written.
+
+    Parameters
+    ----------
+    root, nomenclature, classes, drop_nonfinite, packed, normalisation
+        As for :func:`validate_dataset`.
+
+    Returns
+    -------
+    ValidationReport
+        The report, free of errors (it may hold warnings, e.g. empty parcels).
+
+    Raises
+    ------
+    DatasetFormatError
+        One line naming every problem: the dataset folder, its files and what is wrong.
+    """
+    report = validate_dataset(
+        root,
+        nomenclature=nomenclature,
+        classes=classes,
+        drop_nonfinite=drop_nonfinite,
+        packed=packed,
+        normalisation=normalisation,
+    )
+    report.raise_if_errors()
     return report
 
 
@@ -323,6 +387,14 @@ def _check_labels(
     bad = [i for i, v in entries.items() if isinstance(v, bool) or not isinstance(v, int)]
     if bad:
         report.error(path, f"{name!r} labels that are not integers for ids {_ids_text(bad)}")
+    negative = [i for i, v in entries.items() if i not in bad and v < 0]
+    if negative:
+        report.error(
+            path,
+            f"{name!r} labels that are negative for ids {_ids_text(negative)}; "
+            "labels are class ids >= 0",
+        )
+        bad += negative
     if classes is not None:
         allowed = {int(c) for c in classes}
         outside = {i: v for i, v in entries.items() if i not in bad and v not in allowed}
@@ -342,33 +414,51 @@ def _check_arrays(
     ids: list[int],
     n_dates: int | None,
     sizes: dict[int, object],
+    drop_nonfinite: bool,
 ) -> int | None:
     """Check every DATA array; return the common C (the most frequent one)."""
     shapes: dict[int, tuple[int, ...]] = {}
-    empty = []
+    empty, nonfinite = [], []
+    folder = str(data)
     for pid in ids:
-        path = data / f"{pid}.npy"
+        path = os.path.join(folder, f"{pid}.npy")  # a str: Path objects cost in this loop
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            report.error(path, f"not a readable .npy array ({e})")
+            shape, dtype = read_npy_header(path)
+        except DatasetFormatError as e:
+            report.error(path, e.message)
             continue
-        if arr.ndim != 3:
-            report.error(path, f"array has rank {arr.ndim} (shape {arr.shape}), expected (T, C, n)")
+        if dtype.hasobject:
+            report.error(path, "dtype object (pickled Python objects) is not numeric")
             continue
-        shapes[pid] = arr.shape
-        if n_dates is not None and arr.shape[0] != n_dates:
-            report.error(path, f"T={arr.shape[0]} but dates.json has {n_dates} dates")
-        if pid in sizes and isinstance(sizes[pid], int) and sizes[pid] != arr.shape[2]:
-            report.error(path, f"{arr.shape[2]} pixels but sizes.json says {sizes[pid]}")
-        if arr.shape[2] == 0:
+        if len(shape) != 3:
+            report.error(path, f"array has rank {len(shape)} (shape {shape}), expected (T, C, n)")
+            continue
+        shapes[pid] = shape
+        if n_dates is not None and shape[0] != n_dates:
+            report.error(path, f"T={shape[0]} but dates.json has {n_dates} dates")
+        if pid in sizes and isinstance(sizes[pid], int) and sizes[pid] != shape[2]:
+            report.error(path, f"{shape[2]} pixels but sizes.json says {sizes[pid]}")
+        if shape[2] == 0:
             empty.append(pid)
-        if arr.dtype.kind not in "iufb":
-            report.error(path, f"dtype {arr.dtype} is not numeric")
-        elif arr.dtype.kind == "f" and arr.size and not np.all(np.isfinite(arr)):
-            report.error(path, f"{int(np.size(arr) - np.isfinite(arr).sum())} non-finite values")
+        if dtype.kind not in "iufb":
+            report.error(path, f"dtype {dtype} is not numeric")
+        elif dtype.kind == "f":  # only float arrays are read, in bounded chunks
+            try:
+                if count_nonfinite_in_file(path):
+                    nonfinite.append(pid)
+            except DatasetFormatError as e:
+                report.error(path, e.message)
     if empty:
         report.warn(data, f"{len(empty)} empty parcel(s) (0 pixels): ids {_ids_text(empty)}")
+    if nonfinite:
+        message = (
+            f"{len(nonfinite)} parcel(s) with NaN or infinite pixel values: "
+            f"ids {_ids_text(nonfinite)}"
+        )
+        if drop_nonfinite:
+            report.warn(data, message + " (they will be dropped)")
+        else:
+            report.error(data, message + "; fix them or ask to drop them (drop_nonfinite=True)")
     if not shapes:
         return None
     channels = [s[1] for s in shapes.values()]

@@ -31,9 +31,9 @@ from psetae.data.format import (
     compute_normalisation,
     load_parcel,
     read_json,
-    write_json_atomic,
 )
 from psetae.device import pick_device
+from psetae.io import write_json_atomic
 from psetae.metrics import summarize
 from psetae.train.checkpoint import load_checkpoint
 from psetae.train.fit import TrainConfig, evaluate_model, fit

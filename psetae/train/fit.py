@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from psetae.data.format import write_json_atomic
 from psetae.device import pick_device
+from psetae.io import write_json_atomic
 from psetae.losses import FocalLoss
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.models.psetae import PseTae

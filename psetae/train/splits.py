@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psetae.data.format import write_json_atomic
+from psetae.io import write_json_atomic
 
 __all__ = ["Split", "kfold_splits", "load_split", "save_split", "save_splits"]
 

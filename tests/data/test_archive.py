@@ -216,3 +216,103 @@ def test_unsafe_zip_is_refused_and_nothing_extracted(tmp_path: Path, attack: str
     assert not out.exists()
     assert not (tmp_path / "outside.txt").exists()
     assert not (tmp_path / "evil.txt").exists()
+
+
+# ------------------------------------------------------------- links that chain, bombs
+
+
+def test_tar_link_chain_escaping_is_refused_before_extraction(tmp_path: Path) -> None:
+    # Compared as text each link stays inside; followed as the file system would, the
+    # second one ends one level above the destination.
+    archive = make_tar(
+        tmp_path / "chain.tar",
+        [
+            _tar_member("ok.txt", data=b"ok"),
+            _tar_member("sub", tarfile.DIRTYPE),
+            _tar_member("sub/up", tarfile.SYMTYPE, link=".."),
+            _tar_member("sub/esc", tarfile.SYMTYPE, link="up/.."),
+        ],
+        mode="w",
+    )
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match=r"'sub/esc': link to 'up/\.\.' points outside"):
+        extract_archive(archive, out)
+    assert not out.exists(), "nothing may be extracted"
+
+
+def test_zip_link_chain_escaping_is_refused_and_leaves_no_link(tmp_path: Path) -> None:
+    archive = make_zip(
+        tmp_path / "chain.zip",
+        [("sub/", b"", stat.S_IFDIR | 0o755), ("sub/up", b"..", LINK), ("sub/esc", b"up/..", LINK)],
+    )
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="'sub/esc'"):
+        extract_archive(archive, out)
+    assert not out.exists()
+
+
+def test_link_loops_are_refused(tmp_path: Path) -> None:
+    archive = make_tar(
+        tmp_path / "loop.tar",
+        [_tar_member("a", tarfile.SYMTYPE, link="b"), _tar_member("b", tarfile.SYMTYPE, link="a")],
+        mode="w",
+    )
+    with pytest.raises(UnsafeArchiveError, match="'a'.*loops"):
+        check_archive(archive)
+
+
+def test_refusal_is_one_line_naming_the_members(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "evil.tar", TAR_ATTACKS["device file"], mode="w")
+    with pytest.raises(UnsafeArchiveError) as info:
+        check_archive(archive)
+    assert "\n" not in str(info.value)
+    assert "'pkg/dev'" in str(info.value).split(":", 2)[-1]
+
+
+def test_total_declared_size_over_the_limit_is_refused(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "big.tar", [_tar_member("a.bin", data=b"x" * 5000)], mode="w")
+    with pytest.raises(UnsafeArchiveError, match="5000 bytes uncompressed, more than"):
+        extract_archive(archive, tmp_path / "out", max_total_bytes=4999)
+    assert not (tmp_path / "out").exists()
+    assert extract_archive(archive, tmp_path / "out", max_total_bytes=5000).is_dir()
+
+
+def test_zip_member_compressed_too_well_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.npy", bytes(8 << 20))  # 8 MiB of zeros deflate ~1000x
+    with pytest.raises(UnsafeArchiveError, match="'zeros.npy': 8388608 bytes compressed into"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert extract_archive(archive, tmp_path / "ok", max_ratio=1e6).is_dir()
+
+
+def test_tar_stream_compressed_too_well_is_refused(tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "bomb.tar.gz", [_tar_member("z", data=bytes(4 << 20))])
+    with pytest.raises(UnsafeArchiveError, match="a ratio above max_ratio=100"):
+        check_archive(archive)
+
+
+def test_zip_member_longer_than_declared_is_cut_and_removed(tmp_path: Path, monkeypatch) -> None:
+    archive = make_zip(tmp_path / "liar.zip", [("a.npy", b"x" * 10, FILE)])
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "open",
+        lambda self, info, *a, **k: io.BytesIO(b"y" * 1000) if a == () else real_open(self, info),
+    )
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="'a.npy' inflates past its declared 10 bytes"):
+        extract_archive(archive, out)
+    assert not (out / "a.npy").exists(), "the partial file is removed"
+
+
+def test_tarfile_filter_is_a_second_line_of_defence(tmp_path: Path, monkeypatch) -> None:
+    import psetae.data.archive as arc
+
+    archive = make_tar(
+        tmp_path / "evil.tar", [_tar_member("l", tarfile.SYMTYPE, link="../x")], mode="w"
+    )
+    monkeypatch.setattr(arc, "_check_members", lambda members: [])  # the first line fails
+    with pytest.raises(UnsafeArchiveError, match="'l' refused while extracting"):
+        extract_archive(archive, tmp_path / "out")

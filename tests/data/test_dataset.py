@@ -73,7 +73,7 @@ def test_labels_required(tiny_root):
     del labels["label_44class"]["13"]
     (tiny_root / "META" / "labels.json").write_text(json.dumps(labels))
     with pytest.raises(
-        DatasetFormatError, match="labels.json: no 'label_44class' label for ids \\[13\\]"
+        DatasetFormatError, match="labels.json: no 'label_44class' label for ids \\[13\\]: training"
     ):
         _eval(tiny_root)
     ds = _eval(tiny_root, labels_required=False)
@@ -141,7 +141,8 @@ def test_masks_and_padding(tiny_root, tiny):
 def test_extra_features_are_z_scored_over_the_set(tiny_root, tiny):
     ds = _eval(tiny_root, classes=[3, 1])
     feats = np.array([tiny.geomfeat[i] for i in [10, 11, 13, 14]])
-    mean, std = feats.mean(axis=0), feats.std(axis=0)
+    mean = feats.sum(axis=0) / 4
+    std = np.sqrt(((feats - mean) ** 2).sum(axis=0) / (4 - 1))  # sample std, as the reference
     np.testing.assert_allclose(ds.extra_stats[0], mean, rtol=1e-6)
     np.testing.assert_allclose(ds.extra_stats[1], std, rtol=1e-6)
     for k, pid in enumerate([10, 11, 13, 14]):
@@ -294,3 +295,55 @@ def test_paper_classes_map_in_order(tmp_path, tiny):
     ds = _eval(tiny.make(tmp_path / "ds", labels=labels), classes=S2AGRI_CLASSES)
     assert ds.ids.tolist() == [10, 12, 13, 14]
     assert ds.labels.tolist() == [19, 0, 9, 17]  # Wood, Meadow, Winter Rapeseed, Grapevine
+
+
+def test_sample_std_of_geometric_features_by_hand(tmp_path, tiny):
+    # Two parcels, feature values 1 and 3: mean 2, sample std sqrt(2) (population std: 1).
+    geom = {pid: [1.0, 5.0, 0.0, 2.0] for pid in tiny.sizes}
+    geom[10], geom[12] = [3.0, 5.0, 0.0, 4.0], [1.0, 5.0, 0.0, 2.0]
+    ds = _eval(tiny.make(tmp_path / "ds", geomfeat=geom), ids=[10, 12])
+    np.testing.assert_allclose(ds.extra_stats[1], [2**0.5, 1.0, 1.0, 2**0.5], rtol=1e-6)
+    np.testing.assert_allclose(ds[0]["extra"][0].numpy(), [1 / 2**0.5, 0, 0, 1 / 2**0.5], rtol=1e-5)
+
+
+def test_a_negative_label_is_called_negative(tiny_root):
+    path = tiny_root / "META" / "labels.json"
+    labels = json.loads(path.read_text())
+    labels["label_44class"]["13"] = -1
+    path.write_text(json.dumps(labels))
+    with pytest.raises(DatasetFormatError, match=r"the label of ids \[13\] is negative \(-1\)"):
+        _eval(tiny_root)
+
+
+def test_a_string_array_is_refused_naming_its_file(tiny_root):
+    np.save(tiny_root / "DATA" / "12.npy", np.full((4, 3, 100), "x"))
+    ds = _eval(tiny_root, use_packed=False)
+    with pytest.raises(DatasetFormatError, match="12.npy: dtype <U1 is not numeric"):
+        ds[int(np.flatnonzero(ds.ids == 12)[0])]
+
+
+def test_nonfinite_pixels_raise_or_are_dropped_with_a_warning(tmp_path, tiny):
+    arrays = tiny.arrays(np.float32)
+    arrays[12][1, 2, :] = np.nan  # every pixel, so any sample of 64 of 100 holds one
+    arrays[20][0, 0, 0] = np.inf
+    root = tiny.make(tmp_path / "ds", pixels=arrays)
+    ds = _eval(root)
+    with pytest.raises(DatasetFormatError, match="12.npy: NaN or infinite pixel values"):
+        for i in range(len(ds)):
+            ds[i]
+    with pytest.warns(UserWarning, match=r"dropped 2 parcel\(s\).*ids \[12, 20\]"):
+        kept = _eval(root, drop_nonfinite=True)
+    assert kept.ids.tolist() == [10, 11, 13, 14]
+    assert all(np.isfinite(kept[i]["pixels"].numpy()).all() for i in range(len(kept)))
+
+
+def test_nonfinite_parcels_are_dropped_from_the_packed_form_too(tmp_path, tiny):
+    from psetae.data.packed import pack_dataset
+
+    arrays = tiny.arrays(np.float32)
+    arrays[13][2, 0, 63] = -np.inf
+    root = tiny.make(tmp_path / "ds", pixels=arrays)
+    pack_dataset(root)
+    with pytest.warns(UserWarning, match=r"dropped 1 parcel\(s\).*ids \[13\]"):
+        kept = _eval(root, drop_nonfinite=True, use_packed=True)
+    assert kept.packed and 13 not in kept.ids.tolist() and len(kept) == 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,8 +197,9 @@ def test_read_dates_rejects(tiny_root, content, match):
 
 def test_missing_and_malformed_json_name_the_file(tiny_root):
     (tiny_root / "META" / "sizes.json").unlink()
-    with pytest.raises(DatasetFormatError, match="sizes.json: file is missing"):
+    with pytest.raises(DatasetFormatError, match="sizes.json: file is missing; make it") as e:
         read_sizes(tiny_root)
+    assert f"`psetae sizes {tiny_root}` (psetae.data.format.write_sizes)" in str(e.value)
     (tiny_root / "META" / "labels.json").write_text("{not json")
     with pytest.raises(DatasetFormatError, match="labels.json: not valid JSON"):
         read_labels(tiny_root, "label_44class")
@@ -287,3 +289,62 @@ def test_load_normalisation_errors(tmp_path):
     (tmp_path / "g.pkl").write_bytes(pickle.dumps([1.0, 2.0, 3.0]))
     with pytest.raises(DatasetFormatError, match="g.pkl: expected a \\(mean, std\\) pair"):
         load_normalisation(tmp_path / "g.pkl")
+
+
+def _imported_modules(module) -> set[str]:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_format_and_safe_pickle_do_not_import_each_other():
+    import psetae.data.format as fmt
+    import psetae.data.safe_pickle as sp
+
+    assert "psetae.data.format" not in _imported_modules(sp)
+    assert "psetae.data.safe_pickle" in _imported_modules(fmt)  # one direction only
+    assert sp.DatasetFormatError is fmt.DatasetFormatError
+
+
+def test_write_json_atomic_lives_in_io_and_dead_code_is_gone(tmp_path):
+    import psetae.data.format as fmt
+    import psetae.data.packed as packed
+    from psetae.io import write_json_atomic
+
+    write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2]}
+    assert write_json_atomic.__module__ == "psetae.io"
+    assert "write_json_atomic" not in fmt.__all__ and not hasattr(fmt, "read_meta")
+    assert not hasattr(packed.PackedStore, "has")
+    package = Path(fmt.__file__).parents[1]
+    stale = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "from psetae.data.format import write_json_atomic" in path.read_text()
+        or (
+            "    write_json_atomic,\n)" in path.read_text()
+            and "psetae.data.format import (" in path.read_text()
+        )
+    ]
+    assert stale == [], "these modules still import write_json_atomic from data/format.py"
+
+
+def test_npy_header_gives_shape_and_dtype_without_reading_pixels(tmp_path):
+    from psetae.data.format import read_npy_header
+
+    for arr in (np.zeros((24, 10, 7), np.int16), np.ones((2, 3, 0), ">f8"), np.zeros(5, "U3")):
+        np.save(tmp_path / "a.npy", arr)
+        assert read_npy_header(tmp_path / "a.npy") == (arr.shape, arr.dtype)
+    np.save(tmp_path / "b.npy", np.zeros((4, 3, 100), np.int16))
+    data = (tmp_path / "b.npy").read_bytes()
+    (tmp_path / "b.npy").write_bytes(data[:-10])
+    with pytest.raises(DatasetFormatError, match="b.npy: truncated"):
+        read_npy_header(tmp_path / "b.npy")

@@ -121,7 +121,7 @@ def test_interrupted_pack_leaves_nothing(tiny_root, monkeypatch):
 
 def test_inconsistent_parcel_names_the_file(tiny_root):
     np.save(tiny_root / "DATA" / "13.npy", np.zeros((4, 3, 10), np.int16))
-    with pytest.raises(DatasetFormatError, match="DATA/13.npy: shape \\(4, 3, 10\\)"):
+    with pytest.raises(DatasetFormatError, match="DATA/13.npy: 10 pixels but sizes.json says 64"):
         pack_dataset(tiny_root)
     np.save(tiny_root / "DATA" / "13.npy", np.zeros((4, 3, 64), np.float32))
     with pytest.raises(DatasetFormatError, match="13.npy: dtype float32"):
@@ -148,3 +148,42 @@ def test_command_line(tiny_root, tmp_path, capsys):
     assert "packed 6 parcels, 240 pixels" in capsys.readouterr().out
     assert main([str(tiny_root)]) == 1
     assert "overwrite" in capsys.readouterr().out
+
+
+def test_changed_pixel_content_makes_the_pack_stale(tiny_root, tiny):
+    pack_dataset(tiny_root)
+    PixelSetDataset(tiny_root)  # fresh: opens
+    path = tiny_root / "DATA" / "12.npy"
+    before = path.stat()
+    np.save(path, tiny.arrays(seed=1)[12])  # same shape, dtype and size; other pixels
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    with pytest.raises(DatasetFormatError, match="packed form is stale: files of .*DATA changed"):
+        PixelSetDataset(tiny_root)
+    pack_dataset(tiny_root, overwrite=True)
+    np.testing.assert_array_equal(
+        PixelSetDataset(tiny_root, train=False).raw_pixels(2), tiny.arrays(seed=1)[12]
+    )
+
+
+def test_pack_runs_the_preflight_check_before_writing(tiny_root):
+    (tiny_root / "S2-2017-T31TFM-meanstd.pkl").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(DatasetFormatError, match="invalid dataset.*meanstd.pkl: refusing"):
+        pack_dataset(tiny_root)
+    assert sorted(p.name for p in tiny_root.iterdir()) == [
+        "DATA",
+        "META",
+        "S2-2017-T31TFM-meanstd.pkl",
+    ]
+
+
+def test_pack_out_restores_a_folder_lost_between_two_renames(tiny_root, tmp_path):
+    out = tmp_path / "packed"
+    pack_dataset(tiny_root, out=out)
+    # What a crash between replace_dir's two renames leaves: only the hidden old copy.
+    os.rename(out, tmp_path / ".packed.old-0badcafe")
+    (tmp_path / ".packed.tmp-12345678").mkdir()
+    with pytest.raises(FileExistsError):
+        pack_dataset(tiny_root, out=out)  # the old pack is back, so it is not overwritten
+    assert (out / "PACKED" / "pack.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "tiny"]

@@ -64,3 +64,17 @@ def test_s2agri_goes_through_the_downloader(tmp_path, monkeypatch):
 def test_unknown_dataset_name(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'sentinel'"):
         prepare_dataset("sentinel", tmp_path)
+
+
+def test_a_dataset_lost_between_two_renames_is_restored_not_simulated_again(
+    tmp_path, tiny_book_preset
+):
+    import os
+
+    root = prepare_dataset("simulated", tmp_path, progress=False)
+    stamp = (root / "META" / "labels.json").stat().st_mtime_ns
+    os.rename(root, tmp_path / ".s2agri-sim.old-1a2b3c4d")  # what the crash leaves
+    (tmp_path / ".s2agri-sim.tmp-99999999").mkdir()  # and the new half-written copy
+    assert prepare_dataset("simulated", tmp_path, progress=False) == root
+    assert (root / "META" / "labels.json").stat().st_mtime_ns == stamp, "re-simulated"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s2agri-sim"]

@@ -37,8 +37,11 @@ def test_valid_dataset_reports_only_the_empty_parcel(tiny_root):
 def test_missing_meta_file(tiny_root, name):
     (tiny_root / "META" / name).unlink()
     report = validate_dataset(tiny_root)
-    assert f"{tiny_root / 'META' / name}: file is missing" in report.errors
+    assert any(e.startswith(f"{tiny_root / 'META' / name}: file is missing") for e in report.errors)
     assert not report.ok
+    if name == "sizes.json":  # the message says how to make one
+        (error,) = _errors_about(report, "sizes.json")
+        assert f"`psetae sizes {tiny_root}` (psetae.data.format.write_sizes)" in error
 
 
 def test_missing_geomfeat_is_a_warning(tmp_path, tiny):
@@ -105,9 +108,13 @@ def test_non_finite_values(tmp_path, tiny):
     arrays[12][0, 1, 5] = np.nan
     arrays[20][3, 2, 0] = np.inf
     arrays[20][2, 2, 0] = -np.inf
-    report = validate_dataset(tiny.make(tmp_path / "ds", pixels=arrays))
-    assert _errors_about(report, "12.npy: 1 non-finite values")
-    assert _errors_about(report, "20.npy: 2 non-finite values")
+    root = tiny.make(tmp_path / "ds", pixels=arrays)
+    report = validate_dataset(root)
+    assert _errors_about(
+        report, "DATA: 2 parcel(s) with NaN or infinite pixel values: ids 12, 20; fix them"
+    )
+    dropping = validate_dataset(root, drop_nonfinite=True)
+    assert dropping.ok and any("ids 12, 20 (they will be dropped)" in w for w in dropping.warnings)
 
 
 def test_unreadable_array(tiny_root):
@@ -117,7 +124,7 @@ def test_unreadable_array(tiny_root):
     )
     report = validate_dataset(tiny_root)
     assert _errors_about(report, "14.npy: not a readable .npy array")
-    assert _errors_about(report, "10.npy: not a readable .npy array")
+    assert _errors_about(report, "10.npy: dtype object")
 
 
 @pytest.mark.parametrize(
@@ -242,3 +249,79 @@ def test_command_line(tiny_root, capsys):
     assert main([str(tiny_root), "--nomenclature", "label_44class", "--classes", "1,3"]) == 1
     out = capsys.readouterr().out
     assert "INVALID" in out and "error: " in out and "outside the chosen classes" in out
+
+
+def test_sizes_json_is_made_from_data(tiny_root, tiny):
+    from psetae.data.format import write_sizes
+
+    (tiny_root / "META" / "sizes.json").unlink()
+    assert write_sizes(tiny_root) == tiny.sizes
+    assert json.loads((tiny_root / "META" / "sizes.json").read_text()) == {
+        str(k): v for k, v in tiny.sizes.items()
+    }
+    assert validate_dataset(tiny_root).ok
+
+
+def test_string_and_object_arrays_are_named(tiny_root):
+    np.save(tiny_root / "DATA" / "12.npy", np.full((4, 3, 100), "x"))
+    np.save(tiny_root / "DATA" / "13.npy", np.full((4, 3, 64), None, dtype=object))
+    report = validate_dataset(tiny_root)
+    assert _errors_about(report, "12.npy: dtype <U1 is not numeric")
+    assert _errors_about(report, "13.npy: dtype object (pickled Python objects) is not numeric")
+
+
+def test_negative_labels_are_called_negative(tiny_root):
+    _edit_json(tiny_root, "labels.json", lambda o: o["label_44class"].update({"13": -1}))
+    report = validate_dataset(tiny_root)
+    assert _errors_about(report, "'label_44class' labels that are negative for ids 13")
+
+
+def test_a_dataset_without_parcels_is_an_error(tmp_path, tiny):
+    root = tiny.make(tmp_path / "empty", pixels={}, labels={"label_44class": {}}, geomfeat={})
+    report = validate_dataset(root)
+    assert _errors_about(report, "no parcels: the dataset is empty")
+    assert "INVALID, 0 parcels" in str(report)
+
+
+def test_a_hostile_reference_named_pickle_is_refused(tiny_root):
+    (tiny_root / "S2-2017-T31TFM-meanstd.pkl").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    report = validate_dataset(tiny_root)
+    assert _errors_about(report, "S2-2017-T31TFM-meanstd.pkl: refusing to unpickle")
+
+
+def test_dates_as_a_json_list_agree_with_the_reader(tiny_root, tiny):
+    from psetae.data.format import read_dates
+
+    (tiny_root / "META" / "dates.json").write_text(json.dumps(tiny.dates))
+    np.testing.assert_array_equal(read_dates(tiny_root), tiny.dates)
+    assert validate_dataset(tiny_root).ok
+    (tiny_root / "META" / "dates.json").write_text(json.dumps([20170105, 20170101, 1, 2]))
+    with pytest.raises(DatasetFormatError) as e:
+        read_dates(tiny_root)
+    assert [m.split(": ", 1)[1] for m in validate_dataset(tiny_root).errors] == str(e.value).split(
+        ": ", 1
+    )[1].split("; ")
+
+
+def test_check_dataset_raises_one_line_listing_every_problem(tiny_root):
+    from psetae.data.validate import check_dataset
+
+    assert check_dataset(tiny_root).ok
+    _edit_json(tiny_root, "labels.json", lambda o: o["label_44class"].update({"13": -1}))
+    (tiny_root / "S2-2017-T31TFM-meanstd.pkl").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(DatasetFormatError, match="invalid dataset, 2 problem") as e:
+        check_dataset(tiny_root)
+    assert "\n" not in str(e.value) and "meanstd.pkl" in str(e.value) and "negative" in str(e.value)
+
+
+def test_a_chosen_normalisation_file_is_checked_too(tiny_root, tmp_path):
+    from psetae.data.validate import check_dataset
+
+    hostile = tmp_path / "mine.pkl"
+    hostile.write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(DatasetFormatError, match="mine.pkl: refusing to unpickle"):
+        check_dataset(tiny_root, normalisation=hostile)
+    with pytest.raises(DatasetFormatError, match="nope.json: normalisation file not found"):
+        check_dataset(tiny_root, normalisation=tmp_path / "nope.json")
+    (tmp_path / "ok.json").write_text(json.dumps({"mean": [1, 2, 3], "std": [1, 1, 1]}))
+    assert check_dataset(tiny_root, normalisation=tmp_path / "ok.json").ok
