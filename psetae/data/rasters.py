@@ -570,7 +570,7 @@ def import_rasters(
         gdf, parcels, series, id_column, label_column, name_column, report
     )
     if not len(ids):
-        raise RasterImportError(parcels, "no parcel left to import (see the reasons above)")
+        raise RasterImportError(parcels, f"no parcel left to import: {_reasons(report.rows)}")
     feats = _polygon_features(gdf.loc[gdf[id_column].isin(ids)], id_column, series.crs)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -590,7 +590,7 @@ def import_rasters(
                 rule = "touched" if all_touched else "with its centre inside"
                 report.add(int(pid), "skipped", f"no pixel {rule}")
         if not kept:
-            raise RasterImportError(parcels, "no parcel has a pixel in the rasters")
+            raise RasterImportError(parcels, f"no parcel has a pixel: {_reasons(report.rows)}")
         for k in set(range(len(ids))) - set(kept):
             (tmp / "DATA" / f"{int(ids[k])}.npy").unlink(missing_ok=True)
         meta = tmp / "META"
@@ -616,6 +616,16 @@ def import_rasters(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ImportResult(out, len(kept), report.rows, share)
+
+
+def _reasons(rows: list[tuple[object, str, str]]) -> str:
+    """``"3 outside the rasters, 1 label missing ..."``: the reasons for skipping, counted."""
+    counts: dict[str, int] = {}
+    for _, status, reason in rows:
+        if status == "skipped":
+            key = reason.split(" (")[0]
+            counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {r}" for r, n in counts.items()) or "none skipped"
 
 
 def _import_meta(series: RasterSeries, parcels: Path, all_touched: bool, share: float) -> dict:
@@ -679,7 +689,7 @@ def _prepare_parcels(gdf, path, series, id_column, label_column, name_column, re
         report.add(int(pid), "kept", "partly outside the rasters: only the pixels inside")
     keep &= inter
     labels = codes = names = None
-    if label_column is not None:
+    if label_column is not None and keep.any():
         missing = keep & gdf[label_column].isna().to_numpy()
         for pid in ids[missing]:
             report.add(int(pid), "skipped", f"label missing (column {label_column!r})")
