@@ -41,6 +41,7 @@ by the scene.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -55,7 +56,6 @@ from pathlib import Path
 import numpy as np
 
 from psetae.data.format import (
-    compute_normalisation,
     parse_date,
     write_json_atomic,
     write_normalisation,
@@ -474,27 +474,49 @@ class ImportResult:
         return [r for r in self.report if r[1] == "skipped"]
 
 
-def _fill_missing(cube: np.ndarray, valid: np.ndarray, days: np.ndarray) -> np.ndarray:
-    """Linear interpolation in time of the missing values of pixels (T, C, P), valid (T, P).
+def _fill_missing(cube: np.ndarray, valid: np.ndarray, days: np.ndarray) -> None:
+    """Fill, in place, the missing values of pixels (T, C, P) where ``valid`` (T, P) is False.
 
-    Each pixel needs at least one valid date. Before the first and after the last valid date
-    the nearest valid value is repeated.
+    Linear interpolation in time between the previous and next valid dates of the pixel; before
+    the first and after the last valid date the nearest valid value is repeated. Each pixel
+    needs at least one valid date. Only the missing entries are computed.
     """
-    t = np.arange(len(days))[:, None]  # (T, 1)
-    prev = np.maximum.accumulate(np.where(valid, t, -1), axis=0)  # (T, P)
-    nxt = np.minimum.accumulate(np.where(valid, t, len(days))[::-1], axis=0)[::-1]
-    prev_ok = np.where(prev < 0, nxt, prev)
-    next_ok = np.where(nxt >= len(days), prev_ok, nxt)
-    d0, d1 = days[prev_ok], days[next_ok]
-    w = np.divide(days[:, None] - d0, d1 - d0, out=np.zeros(d0.shape), where=d1 > d0)
-    x = cube.astype(np.float64)
-    a = np.take_along_axis(x, prev_ok[:, None, :], axis=0)
-    b = np.take_along_axis(x, next_ok[:, None, :], axis=0)
-    filled = a + (b - a) * w[:, None, :]  # (T, C, P)
-    out = np.where(valid[:, None, :], x, filled)
+    n_t = len(days)
+    t = np.arange(n_t)[:, None]  # (T, 1)
+    prev = np.maximum.accumulate(np.where(valid, t, -1), axis=0)  # (T, P) last valid date <= t
+    nxt = np.minimum.accumulate(np.where(valid, t, n_t)[::-1], axis=0)[::-1]  # first valid >= t
+    tt, pp = np.nonzero(~valid)  # (M,) the missing entries
+    p0, p1 = prev[tt, pp], nxt[tt, pp]
+    p0 = np.where(p0 < 0, p1, p0)
+    p1 = np.where(p1 >= n_t, p0, p1)
+    d0, d1 = days[p0], days[p1]
+    w = np.divide(days[tt] - d0, d1 - d0, out=np.zeros(len(tt)), where=d1 > d0)[:, None]
+    a = cube[p0, :, pp].astype(np.float64)  # (M, C)
+    b = cube[p1, :, pp].astype(np.float64)
+    filled = a + (b - a) * w
     if np.issubdtype(cube.dtype, np.integer):
-        out = np.rint(out)
-    return out.astype(cube.dtype)
+        filled = np.rint(filled)
+    cube[tt, :, pp] = filled.astype(cube.dtype)
+
+
+class _Moments:
+    """Per-channel sums of the written pixels, for the normalisation (no second read)."""
+
+    def __init__(self, n_c: int) -> None:
+        self.s1, self.s2, self.n = np.zeros(n_c), np.zeros(n_c), 0
+
+    def add(self, x: np.ndarray) -> None:  # x (T, C, n)
+        x = x.astype(np.float64)
+        self.s1 += x.sum(axis=(0, 2))
+        self.s2 += np.square(x).sum(axis=(0, 2))
+        self.n += x.shape[0] * x.shape[2]
+
+    def mean_std(self, where: Path) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.s1 / self.n
+        std = np.sqrt(np.maximum(self.s2 / self.n - mean**2, 0.0))
+        if np.any(std <= 0):
+            raise RasterImportError(where, f"a band is constant over every parcel (std {std})")
+        return mean, std
 
 
 def import_rasters(
@@ -579,7 +601,7 @@ def import_rasters(
         (tmp / "DATA").mkdir(parents=True)
         (tmp / "META").mkdir()
         stats = _extract(series, geoms, ids, tmp / "DATA", all_touched, int(tile), progress)
-        sizes, cover, filled, total = stats
+        sizes, cover, filled, total, moments = stats
         kept = []
         for k, pid in enumerate(ids):
             if sizes[k] > 0:
@@ -609,8 +631,7 @@ def import_rasters(
         share = filled / total if total else 0.0
         write_json_atomic(meta / "import.json", _import_meta(series, parcels, all_touched, share))
         _write_report(tmp / REPORT_FILE, report.rows)
-        mean, std = compute_normalisation(tmp, per="channel")
-        write_normalisation(tmp, mean, std, per="channel")
+        write_normalisation(tmp, *moments.mean_std(parcels), per="channel")
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -771,9 +792,12 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
     bbox = np.full((n, 4), -1, dtype=np.int64)  # rmin, rmax, cmin, cmax of inside pixels
     inside = np.zeros(n, dtype=np.int64)
     filled = total = 0
-    handles = {p: rasterio.open(p) for p in {la.path for la in series.layers}}
+    moments = _Moments(n_c)
     n_tr = -(-series.height // tile)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=32))  # MB: blocks are read once
+        paths = {la.path for la in series.layers}
+        handles = {p: stack.enter_context(rasterio.open(p)) for p in paths}
         for tr_i in range(n_tr):
             for tc_i in range(n_tc):
                 r0, c0 = tr_i * tile, tc_i * tile
@@ -823,9 +847,12 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
                     ok = valid.any(axis=0)  # pixels valid on some date
                     bad = ok & ~valid.all(axis=0)
                     if bad.any():
-                        cube[:, :, bad] = _fill_missing(cube[:, :, bad], valid[:, bad], days)
+                        sub = cube[:, :, bad]
+                        _fill_missing(sub, valid[:, bad], days)
+                        cube[:, :, bad] = sub
                         filled += int((~valid[:, bad]).sum()) * n_c
                     total += int(ok.sum()) * n_t * n_c
+                    moments.add(cube[:, :, ok])  # exactly the pixels that will be written
                     flat = rr * series.width + cc
                     for k, a, e in zip(ks.tolist(), starts.tolist(), ends.tolist(), strict=True):
                         m = ok[a:e]
@@ -835,12 +862,9 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
                                              series.dtype)  # fmt: skip
                 if progress is not None:
                     progress(tr_i * n_tc + tc_i + 1, n_tr * n_tc)
-    finally:
-        for src in handles.values():
-            src.close()
     box_px = (bbox[:, 1] - bbox[:, 0] + 1) * (bbox[:, 3] - bbox[:, 2] + 1)
     cover = np.where(inside > 0, inside / np.maximum(box_px, 1), 0.0)
-    return sizes, cover, filled, total
+    return sizes, cover, filled, total, moments
 
 
 def _grow_bbox(bbox: np.ndarray, k: int, rr: np.ndarray, cc: np.ndarray) -> None:
