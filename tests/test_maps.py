@@ -112,3 +112,24 @@ def test_cli_round_trip(tmp_path, capsys):
     assert main(["import-rasters", str(tmp_path / "nowhere"), "--parcels",
                  str(tmp_path / "s" / "parcels.gpkg"), "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_plot_prediction_map_outlines_the_wrong_parcels(imported):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from psetae.maps import join_predictions
+    from psetae.plots.maps import plot_prediction_map
+
+    root, scene = imported
+    csv_path, ids, true, pred = _predictions(root, root / "ds")
+    gdf = join_predictions(csv_path, scene.parcels, label_column="code", dataset=root / "ds")
+    fig = plot_prediction_map(gdf)
+    right = fig.axes[1]
+    n_wrong = int((true != pred).sum())
+    assert len(right.collections) == 2  # the parcels, then the red outlines of the wrong ones
+    assert len(right.collections[1].get_paths()) == n_wrong > 0
+    oa = (true == pred).mean()
+    assert fig._suptitle.get_text().endswith(f"overall accuracy {oa:.2f}")
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        plot_prediction_map(gdf, true_column="nope")
