@@ -424,6 +424,10 @@ class PixelSetDataset(Dataset):
             item["label"] = torch.tensor(int(self.labels[i]), dtype=torch.int64)
         return item
 
+    def extra_table(self) -> np.ndarray | None:
+        """(N, E) the geometric features of every parcel as served (z-scored), or None."""
+        return None if self._extra is None else self._extra.copy()
+
     def raw_pixels(self, i: int) -> np.ndarray:
         """All pixels of parcel ``i`` as stored, (T, C, n), without sampling or normalisation."""
         pid = int(self.ids[i])

@@ -153,3 +153,41 @@ def save_split(split: Split, path: str | os.PathLike) -> None:
 def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> None:
     """Write a list of splits as a JSON list of ``{"train", "val", "test"}`` objects."""
     write_json_atomic(path, [s.to_dict() for s in splits])
+
+
+def fraction_split(
+    ids: Sequence[int], val_fraction: float, test_fraction: float = 0.0, seed: int = 0
+) -> Split:
+    """One shuffled split by fractions: ``val_fraction`` and ``test_fraction`` of the parcels
+    for validation and test, the rest for training.
+
+    Raises
+    ------
+    ValueError
+        If a fraction is outside [0, 1), they leave no training parcel, or a part is empty
+        (validation must not be).
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no parcel to "
+            "train on"
+        )
+    arr = np.array(sorted(int(i) for i in ids), dtype=np.int64)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError("the ids to split contain duplicates")
+    arr = arr[np.random.default_rng(seed).permutation(len(arr))]
+    n_val = int(round(val_fraction * len(arr)))
+    n_test = int(round(test_fraction * len(arr)))
+    if n_val < 1 or len(arr) - n_val - n_test < 1 or (test_fraction > 0 and n_test < 1):
+        raise ValueError(
+            f"cannot cut {len(arr)} parcels into train / val / test with fractions "
+            f"{1 - val_fraction - test_fraction:.2f} / {val_fraction} / {test_fraction}"
+        )
+    return Split(
+        train=arr[n_val + n_test :].tolist(),
+        val=arr[:n_val].tolist(),
+        test=arr[n_val : n_val + n_test].tolist(),
+    )
