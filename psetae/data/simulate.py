@@ -894,11 +894,13 @@ def _simulate_block(
     for k in range(n):
         s, e = start[k], start[k] + sizes[k]
         pixels[int(ids[k])] = np.ascontiguousarray(refl[s:e].transpose(1, 2, 0))  # (T, C, n)
-    counts = np.maximum(sizes, 1)[:, None]
+    # share of each parcel's pixels under a cloud or a shadow (pixels are grouped by parcel)
     cloud_share = np.zeros((n, len(plan.days)))
     shadow_share = np.zeros((n, len(plan.days)))
-    np.add.at(cloud_share, parcel, cloud)
-    np.add.at(shadow_share, parcel, shadow)
+    if has.any():
+        first, counts = start[has], sizes[has][:, None]
+        cloud_share[has] = np.add.reduceat(cloud, first, axis=0, dtype=np.int64) / counts
+        shadow_share[has] = np.add.reduceat(shadow, first, axis=0, dtype=np.int64) / counts
     spec_ids = np.array([s.id for s in CLASS_SPECS])
     groups = np.array([s.group for s in CLASS_SPECS])
     return SimulatedSet(
@@ -910,8 +912,8 @@ def _simulate_block(
         sizes=sizes,
         geomfeat=_geomfeat(poly, raster),
         pixels=pixels,
-        cloud=cloud_share / counts,
-        shadow=shadow_share / counts,
+        cloud=cloud_share,
+        shadow=shadow_share,
         green=frac["green"] + frac["yellow"],
         true_label_44class=spec_ids[cls],
         neighbour_44class=np.where(beyond_cls >= 0, spec_ids[np.maximum(beyond_cls, 0)], -1),
