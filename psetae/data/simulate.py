@@ -8,18 +8,26 @@ The simulation is a small radiative-mixing model, vectorised with numpy:
    convex quadrilateral (a randomly skewed, rotated rectangle with a log-normal area) that is
    rasterised on the 10 m pixel grid; its pixels are the grid centres inside it, so the
    geometric features (perimeter, area, perimeter/area, cover ratio) follow from the shape.
+   Areas have a log-normal body and a long tail of small parcels.
 2. **Phenology.** Each class has a double-logistic green-cover curve over the day of year
    (green-up, senescence), optionally mowing cuts (meadows, fodders), a flowering bout
    (rapeseed, sunflower), a second cycle (rapeseed sown in late summer), and the conversion of
    lost green cover into dry material (straw, stubble) until harvest and tillage. Parcels get
-   random shifts of dates and amplitudes, so similar classes overlap.
+   random shifts of their sowing and harvest dates and of amplitudes, so similar classes overlap.
 3. **Spectra.** A pixel's reflectance in 10 Sentinel-2 bands is a linear mixture of endmember
    spectra (green canopy, yellow flowers, dry vegetation, soil or impervious surface) weighted
    by the cover fractions, with within-parcel heterogeneity (pixel noise, a gradient and a
-   patch across the parcel, border pixels mixed with the neighbouring surface).
+   patch across the parcel, border pixels mixed with what lies beyond: often another field,
+   of another class, with its own time series).
 4. **Atmosphere.** Some acquisitions are cloudy for many parcels at once, and random
    (parcel, date) pairs are contaminated too: by a cloud (raising all bands, most of all the
    visible ones) or by its shadow (darkening), over the whole parcel or part of it.
+5. **Labels.** A small share of the parcels is written with a wrong class (label noise).
+
+Each feature has a parameter of :class:`SimulationConfig` that turns it off. Parcels are
+simulated in blocks of a few hundred, each with its own random streams, and
+:func:`simulate_s2agri` writes each block before simulating the next, so memory does not grow
+with the number of parcels (a million parcels need only disk).
 
 Reflectance is stored as ``round(reflectance * 10000)`` in int16, like the real set. The
 assumptions and limits are written in ``data/README.md``: results on this data come from a
@@ -1039,8 +1047,11 @@ def simulate_s2agri(
     ``META/labels.json`` (``label_44class`` with the real S2-Agri ids and this simulator's
     ``label_19class``), ``META/dates.json``, ``META/geomfeat.json``, ``META/sizes.json``,
     ``META/simulation.json`` (the parameters), ``META/simulation_clouds.json`` (which dates
-    of which parcels are contaminated) and the per date and channel normalisation
-    (``normalisation.json`` and the reference's ``normalisation.pkl``).
+    of which parcels are contaminated), ``META/simulation_labels.json`` (the simulated class
+    of the parcels whose written label is wrong) and the per date and channel normalisation
+    (``normalisation.json`` and the reference's ``normalisation.pkl``). Parcels are simulated
+    and written block by block (see :func:`simulate_blocks`): memory stays bounded whatever
+    ``n_parcels``.
 
     Parameters
     ----------
