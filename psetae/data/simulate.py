@@ -8,18 +8,26 @@ The simulation is a small radiative-mixing model, vectorised with numpy:
    convex quadrilateral (a randomly skewed, rotated rectangle with a log-normal area) that is
    rasterised on the 10 m pixel grid; its pixels are the grid centres inside it, so the
    geometric features (perimeter, area, perimeter/area, cover ratio) follow from the shape.
+   Areas have a log-normal body and a long tail of small parcels.
 2. **Phenology.** Each class has a double-logistic green-cover curve over the day of year
    (green-up, senescence), optionally mowing cuts (meadows, fodders), a flowering bout
    (rapeseed, sunflower), a second cycle (rapeseed sown in late summer), and the conversion of
    lost green cover into dry material (straw, stubble) until harvest and tillage. Parcels get
-   random shifts of dates and amplitudes, so similar classes overlap.
+   random shifts of their sowing and harvest dates and of amplitudes, so similar classes overlap.
 3. **Spectra.** A pixel's reflectance in 10 Sentinel-2 bands is a linear mixture of endmember
    spectra (green canopy, yellow flowers, dry vegetation, soil or impervious surface) weighted
    by the cover fractions, with within-parcel heterogeneity (pixel noise, a gradient and a
-   patch across the parcel, border pixels mixed with the neighbouring surface).
+   patch across the parcel, border pixels mixed with what lies beyond: often another field,
+   of another class, with its own time series).
 4. **Atmosphere.** Some acquisitions are cloudy for many parcels at once, and random
    (parcel, date) pairs are contaminated too: by a cloud (raising all bands, most of all the
    visible ones) or by its shadow (darkening), over the whole parcel or part of it.
+5. **Labels.** A small share of the parcels is written with a wrong class (label noise).
+
+Each feature has a parameter of :class:`SimulationConfig` that turns it off. Parcels are
+simulated in blocks of a few hundred, each with its own random streams, and
+:func:`simulate_s2agri` writes each block before simulating the next, so memory does not grow
+with the number of parcels (a million parcels need only disk).
 
 Reflectance is stored as ``round(reflectance * 10000)`` in int16, like the real set. The
 assumptions and limits are written in ``data/README.md``: results on this data come from a
@@ -31,18 +39,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-from collections.abc import Mapping
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from psetae.data.format import (
-    DatasetFormatError,
-    compute_normalisation,
-    read_json,
-    write_dataset,
-)
+from psetae.data.format import DatasetFormatError, read_json, write_normalisation
+from psetae.io import replace_dir
 
 __all__ = [
     "BANDS",
@@ -55,12 +62,13 @@ __all__ = [
     "PRESETS",
     "SimulatedSet",
     "simulate_arrays",
+    "simulate_blocks",
     "simulate_s2agri",
     "simulation_params",
 ]
 
 #: Bumped whenever the simulation changes, so that an old folder is not taken for a new one.
-SIMULATOR_VERSION = 2
+SIMULATOR_VERSION = 3
 
 #: The 10 Sentinel-2 bands of S2-Agri, in the order of the channel axis.
 BANDS: tuple[str, ...] = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")
@@ -293,6 +301,29 @@ class SimulationConfig:
         Share of contaminations that are cloud shadows rather than clouds.
     noise
         Standard deviation of the per-pixel, per-band sensor noise (reflectance units).
+    small_share, small_median, small_sigma
+        Long tail of small parcels: this share of the parcels draws its area from a second
+        log-normal (median ``small_median`` pixels, log standard deviation ``small_sigma``);
+        0 turns it off.
+    phenology_shift
+        Multiplies every class's ``shift_sd`` and the spread of the harvest, tillage, mowing
+        and flowering dates, so that sowing and harvest dates shift from parcel to parcel;
+        0: every parcel of a class follows its class's calendar exactly.
+    heterogeneity
+        Multiplies the within-parcel variation (pixel vigour, gradient, patch, per-pixel soil
+        brightness); 0: all pixels of a parcel alike but for sensor noise and clouds.
+    border_mix
+        Largest share of a border pixel taken from what lies beyond the parcel (the share
+        is uniform in ``[0.3, 1] * border_mix``); 0: no mixed border pixels.
+    neighbour_field_share
+        Share of parcels whose neighbour beyond the border is another field, of a random class
+        with its own phenology (the others border a grassy verge, a road or bare soil).
+    partial_cloud_share
+        Share of the cloud and shadow contaminations that cover only part of the parcel (the
+        pixels on one side of a random line); 0: a contamination covers the whole parcel.
+    label_noise
+        Share of parcels whose written label is another class than the simulated one (drawn
+        from the class shares), as declared labels are sometimes wrong; 0: no label noise.
     """
 
     n_parcels: int = 8000
@@ -308,6 +339,15 @@ class SimulationConfig:
     random_cloud_prob: float = 0.02
     shadow_share: float = 0.25
     noise: float = 0.004
+    small_share: float = 0.1
+    small_median: float = 8.0
+    small_sigma: float = 0.6
+    phenology_shift: float = 1.5
+    heterogeneity: float = 1.0
+    border_mix: float = 0.5
+    neighbour_field_share: float = 0.6
+    partial_cloud_share: float = 0.4
+    label_noise: float = 0.03
 
     def __post_init__(self) -> None:
         if int(self.n_parcels) != self.n_parcels or self.n_parcels < 1:
@@ -321,14 +361,21 @@ class SimulationConfig:
             raise ValueError(f"dates must be at least 2 increasing YYYYMMDD dates: {self.dates}")
         if not 0 < self.min_pixels <= self.size_median <= self.max_pixels:
             raise ValueError("need 0 < min_pixels <= size_median <= max_pixels")
-        for name in ("empty_fraction", "cloudy_date_share", "random_cloud_prob", "shadow_share"):
+        shares = ("empty_fraction", "cloudy_date_share", "random_cloud_prob", "shadow_share",
+                  "small_share", "border_mix", "neighbour_field_share", "partial_cloud_share",
+                  "label_noise")  # fmt: skip
+        for name in shares:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)!r}")
         lo, hi = self.cloudy_cover
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"cloudy_cover must be (low, high) in [0, 1], not {self.cloudy_cover}")
-        if self.size_sigma < 0 or self.noise < 0:
-            raise ValueError("size_sigma and noise must be >= 0")
+        scales = ("size_sigma", "noise", "small_sigma", "phenology_shift", "heterogeneity")
+        for name in scales:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)!r}")
+        if not 0 < self.small_median <= self.max_pixels:
+            raise ValueError("need 0 < small_median <= max_pixels")
 
     def to_dict(self) -> dict[str, object]:
         """The parameters as a JSON-ready dict (tuples become lists)."""
@@ -383,6 +430,11 @@ class SimulatedSet:
         (N, T) share of each parcel's pixels under a cloud, or under a cloud shadow.
     green
         (N, T) the parcel's simulated green cover before heterogeneity and clouds.
+    true_label_44class
+        (N,) the class that was simulated (``label_44class`` is what is written: with label
+        noise, sometimes another class).
+    neighbour_44class
+        (N,) the class of the field beyond the parcel's border, -1 if it borders no field.
     """
 
     config: SimulationConfig
@@ -396,6 +448,8 @@ class SimulatedSet:
     cloud: np.ndarray = field(repr=False)
     shadow: np.ndarray = field(repr=False)
     green: np.ndarray = field(repr=False)
+    true_label_44class: np.ndarray | None = field(default=None, repr=False)
+    neighbour_44class: np.ndarray | None = field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -531,15 +585,23 @@ def _class_table(specs: tuple[ClassSpec, ...]) -> dict[str, np.ndarray]:
 
 
 def _phenology(
-    rng: np.random.Generator, cls: np.ndarray, doy: np.ndarray, tab: dict[str, np.ndarray]
+    rng: np.random.Generator,
+    cls: np.ndarray,
+    doy: np.ndarray,
+    tab: dict[str, np.ndarray],
+    spread: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Per-parcel cover fractions (N, T): green, yellow (flowers) and dry material."""
+    """Per-parcel cover fractions (N, T): green, yellow (flowers) and dry material.
+
+    ``spread`` multiplies the per-parcel spread of every date (sowing, senescence, harvest,
+    tillage, mowing, flowering); the random draws do not depend on it.
+    """
     n = len(cls)
     p = {k: v[cls] for k, v in tab.items()}
     t = doy[None, :]  # (1, T)
-    shift = rng.normal(0.0, 1.0, n) * p["shift_sd"]
+    shift = rng.normal(0.0, 1.0, n) * p["shift_sd"] * spread
     # senescence follows green-up but with its own spread (weather during grain filling)
-    shift_end = 0.6 * shift + rng.normal(0.0, 1.0, n) * 0.6 * p["shift_sd"]
+    shift_end = 0.6 * shift + rng.normal(0.0, 1.0, n) * 0.6 * p["shift_sd"] * spread
     amp = np.clip(1.0 + rng.normal(0.0, 1.0, n) * p["amp_sd"], 0.5, 1.3)
     base = np.clip(p["base"] * np.clip(1.0 + rng.normal(0.0, 0.15, n), 0.5, 1.5), 0.0, 0.9)
     peak = np.clip(base + (p["peak"] - base) * amp, 0.0, 0.97)
@@ -549,7 +611,7 @@ def _phenology(
     down = _sigmoid((t - eos[:, None]) / p["fall"][:, None])
     green = base[:, None] + (peak - base)[:, None] * up - (peak - end)[:, None] * down
     # mowing: each cut removes a share of the cover, which grows back over ~3 weeks
-    cuts = p["cuts"] + rng.normal(0.0, 10.0, p["cuts"].shape)
+    cuts = p["cuts"] + rng.normal(0.0, 10.0 * spread, p["cuts"].shape)
     cuts = np.where(rng.uniform(size=cuts.shape) < p["cut_prob"][:, None], cuts, _NEVER)
     depth = p["cut_depth"][:, None] * rng.uniform(0.7, 1.1, cuts.shape)  # (N, K)
     since = t[:, :, None] - cuts[:, None, :]  # (N, T, K)
@@ -560,13 +622,13 @@ def _phenology(
     green = green + p["second"][:, 1:2] * _sigmoid((t - sec_sos[:, None]) / 8.0)
     green = np.clip(green, 0.0, 0.97)
     # flowering turns part of the canopy yellow
-    fl_day = p["flower"][:, 0] + 0.8 * shift + rng.normal(0.0, 3.0, n)
+    fl_day = p["flower"][:, 0] + 0.8 * shift + rng.normal(0.0, 3.0 * spread, n)
     bloom = p["flower"][:, 2:3] * np.exp(-0.5 * ((t - fl_day[:, None]) / p["flower"][:, 1:2]) ** 2)
     yellow = green * np.clip(bloom * rng.uniform(0.7, 1.2, (n, 1)), 0.0, 0.9)
     # lost green cover stays as dry material until harvest (stubble left) and tillage
     lost = np.maximum.accumulate(green, axis=1) - green
-    harvest = p["harvest"] + shift_end + rng.normal(0.0, 5.0, n)
-    till = p["till"] + shift_end + rng.normal(0.0, 10.0, n)
+    harvest = p["harvest"] + shift_end + rng.normal(0.0, 5.0 * spread, n)
+    till = p["till"] + shift_end + rng.normal(0.0, 10.0 * spread, n)
     keep = 1.0 - (1.0 - p["stubble"][:, None]) * _sigmoid((t - harvest[:, None]) / 3.0)
     keep = keep * (1.0 - _sigmoid((t - till[:, None]) / 3.0))
     dry = p["k_dry"][:, None] * lost * keep
@@ -579,7 +641,7 @@ def _phenology(
 def _parcel_spectra(
     rng: np.random.Generator, cls: np.ndarray, tab: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Per-parcel endmembers (N, C): canopy, background and the surface beyond the border."""
+    """Per-parcel endmembers (N, C): the canopy and the background (soil, impervious)."""
     n = len(cls)
     nir = tab["nir_gain"][cls] * (1.0 + rng.normal(0.0, 0.04, n))
     vis = tab["vis_gain"][cls] * (1.0 + rng.normal(0.0, 0.05, n))
@@ -590,24 +652,62 @@ def _parcel_spectra(
     brightness = np.exp(rng.normal(0.0, 0.15, n))  # soils differ in colour and texture
     soil = _SOIL * brightness[:, None]
     background = (1.0 - urban)[:, None] * soil + urban[:, None] * _URBAN
-    # beyond the border: a grassy verge, a road or a bare neighbour
+    return {"canopy": canopy, "background": background, "soil": soil}
+
+
+def _field_reflectance(
+    frac: dict[str, np.ndarray], spec: dict[str, np.ndarray], wet: np.ndarray
+) -> np.ndarray:
+    """Noise-free reflectance (N, T, C) of whole fields: cover fractions times endmembers."""
+    bare = 1.0 - frac["green"] - frac["yellow"] - frac["dry"]
+    refl = frac["green"][:, :, None] * spec["canopy"][:, None, :]
+    refl += frac["yellow"][:, :, None] * _FLOWER
+    refl += frac["dry"][:, :, None] * _DRY
+    refl += (bare * wet[None, :])[:, :, None] * spec["background"][:, None, :]
+    return refl
+
+
+def _neighbours(
+    rng: np.random.Generator,
+    n: int,
+    days: np.ndarray,
+    wet: np.ndarray,
+    tab: dict[str, np.ndarray],
+    cfg: SimulationConfig,
+    soil: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What lies beyond each parcel's border: its class (-1: not a field) and (N, T, C) reflectance.
+
+    A share ``cfg.neighbour_field_share`` of the parcels border another field of a random class
+    (drawn from the class shares, so often the same crop) with its own phenology; the others a
+    grassy verge, a road or bare soil (the parcel's own soil, seen beyond its edge).
+    """
+    share = tab["share"] / tab["share"].sum()
+    ncls = rng.choice(len(share), size=n, p=share)
+    field_ = rng.uniform(size=n) < cfg.neighbour_field_share
+    frac = _phenology(rng, ncls, days, tab, cfg.phenology_shift)
+    refl = _field_reflectance(frac, _parcel_spectra(rng, ncls, tab), wet)  # (N, T, C)
     kind = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
     verge = 0.6 * _GREEN + 0.4 * _SOIL
-    neighbour = np.where((kind == 0)[:, None], verge, np.where((kind == 1)[:, None], _URBAN, soil))
-    return {"canopy": canopy, "background": background, "neighbour": neighbour}
+    static = np.where((kind == 0)[:, None], verge, np.where((kind == 1)[:, None], _URBAN, soil))
+    refl = np.where(field_[:, None, None], refl, static[:, None, :])
+    return np.where(field_, ncls, -1), refl
 
 
 def _contamination(
-    rng: np.random.Generator, n: int, n_dates: int, cfg: SimulationConfig
+    rng: np.random.Generator, n: int, share: np.ndarray, cfg: SimulationConfig
 ) -> dict[str, np.ndarray]:
-    """Which (parcel, date) pairs a cloud or a shadow touches, and how (all (N, T))."""
-    cloudy_date = np.zeros(n_dates, dtype=bool)
-    cloudy_date[rng.permutation(n_dates)[: int(round(cfg.cloudy_date_share * n_dates))]] = True
-    share = np.where(cloudy_date, rng.uniform(*cfg.cloudy_cover, n_dates), 0.0)
-    hit = rng.uniform(size=(n, n_dates)) < np.maximum(share, cfg.random_cloud_prob)[None, :]
+    """Which (parcel, date) pairs a cloud or a shadow touches, and how (all (N, T)).
+
+    ``share`` (T,) is the probability that a parcel is contaminated on each date (high on the
+    region's cloudy dates, ``cfg.random_cloud_prob`` on the others).
+    """
+    n_dates = len(share)
+    hit = rng.uniform(size=(n, n_dates)) < share[None, :]
     is_shadow = rng.uniform(size=(n, n_dates)) < cfg.shadow_share
-    # whole parcel (60%) or the part on one side of a random line across it
-    cover = np.where(rng.uniform(size=(n, n_dates)) < 0.6, 1.0, rng.uniform(0.1, 0.9, (n, n_dates)))
+    # the whole parcel, or the part on one side of a random line across it
+    part = rng.uniform(size=(n, n_dates)) < cfg.partial_cloud_share
+    cover = np.where(part, rng.uniform(0.1, 0.9, (n, n_dates)), 1.0)
     return {
         "cloud": hit & ~is_shadow,
         "shadow": hit & is_shadow,
@@ -615,12 +715,11 @@ def _contamination(
         "direction": rng.uniform(0.0, 2 * np.pi, (n, n_dates)),
         "opacity": rng.uniform(0.3, 1.0, (n, n_dates)),  # thin haze .. opaque cloud
         "darkening": rng.uniform(0.35, 0.65, (n, n_dates)),  # shadow keeps this share of light
-        "cloudy_date": cloudy_date,
     }
 
 
-# Parcels per vectorised block: bounds memory (~50 MB per block). Each block has its own random
-# stream, so changing this changes the data: bump SIMULATOR_VERSION with it.
+# Parcels per block: each block has its own random streams and bounds the memory (~50 MB),
+# whatever the number of parcels. Changing it changes the data: bump SIMULATOR_VERSION with it.
 _CHUNK = 512
 
 
@@ -632,12 +731,14 @@ def _render_chunk(
     atm: dict[str, np.ndarray],
     wet: np.ndarray,
     gain: np.ndarray,
-    noise: float,
+    cfg: SimulationConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reflectance x 10000 of the pixels of a block of parcels, int16 (P, T, C).
 
     ``pix`` holds per-pixel arrays (parcel index, coordinates, border flag, radius); ``frac``,
     ``spec`` and ``atm`` per-parcel arrays. Also returns the per-pixel cloud and shadow masks.
+    The random draws do not depend on the config's switches, so that turning one feature off
+    leaves everything else as it was.
     """
     p = pix["parcel"]
     m = len(p)
@@ -647,6 +748,7 @@ def _render_chunk(
     vigour += pix["slope"] * (x * np.cos(pix["slope_dir"]) + y * np.sin(pix["slope_dir"])) / radius
     d2 = ((x - pix["patch_x"]) ** 2 + (y - pix["patch_y"]) ** 2) / pix["patch_r"] ** 2
     vigour += pix["patch"] * np.exp(-d2)
+    vigour *= cfg.heterogeneity
     v = np.clip(1.0 + vigour, 0.3, 1.7)[:, None]  # (P, 1)
     green = frac["green"][p] * v  # (P, T)
     yellow = frac["yellow"][p] * v
@@ -655,16 +757,19 @@ def _render_chunk(
     over = np.maximum(total / 0.98, 1.0)
     green, yellow, dry = green / over, yellow / over, dry / over
     bare = 1.0 - green - yellow - dry
-    soil = spec["background"][p] * np.exp(rng.normal(0.0, 0.04, m))[:, None]  # (P, C)
+    grain = np.exp(rng.normal(0.0, 0.04, m) * cfg.heterogeneity)  # per-pixel soil brightness
+    soil = spec["background"][p] * grain[:, None]  # (P, C)
     # the (P, T, C) stage runs in float32, in place: it is most of the simulation's time
     f32 = np.float32
     refl = green.astype(f32)[:, :, None] * spec["canopy"][p].astype(f32)[:, None, :]
     refl += yellow.astype(f32)[:, :, None] * _FLOWER.astype(f32)
     refl += dry.astype(f32)[:, :, None] * _DRY.astype(f32)
     refl += (bare * wet[None, :]).astype(f32)[:, :, None] * soil.astype(f32)[:, None, :]
-    mix = np.where(pix["border"], rng.uniform(0.15, 0.5, m), 0.0).astype(f32)[:, None, None]
+    # border pixels: partly the neighbouring field, verge or road (its own time series)
+    mix = rng.uniform(0.3, 1.0, m) * cfg.border_mix
+    mix = np.where(pix["border"], mix, 0.0).astype(f32)[:, None, None]
     refl *= 1.0 - mix
-    refl += mix * spec["neighbour"][p].astype(f32)[:, None, :]
+    refl += mix * spec["beyond"][p]
     refl *= gain.astype(f32)[None, :, :]  # residual atmospheric differences between dates
     # clouds and shadows: pixels on one side of a line across the parcel
     theta = atm["direction"][p]  # (P, T)
@@ -679,7 +784,7 @@ def _render_chunk(
     refl *= np.where(shadow, atm["darkening"][p], 1.0).astype(f32)[:, :, None]
     refl += np.where(shadow, 0.01, 0.0).astype(f32)[:, :, None]  # blue-ish skylight in shadow
     eps = rng.standard_normal(refl.shape, dtype=f32)  # sensor noise, larger on bright pixels
-    eps *= noise * (1.0 + 5.0 * refl)
+    eps *= cfg.noise * (1.0 + 5.0 * refl)
     refl += eps
     refl *= 10000.0
     out = np.clip(np.rint(refl), 0, 20000).astype(np.int16)
@@ -687,6 +792,162 @@ def _render_chunk(
 
 
 # --------------------------------------------------------------------------- entry points
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What is drawn once for the whole set; everything else is drawn block by block."""
+
+    cls: np.ndarray  # (N,) class positions, int16
+    ids: np.ndarray  # (N,) parcel ids, increasing
+    empty: np.ndarray  # (N,) slivers with no pixel
+    days: np.ndarray  # (T,) day of the year
+    cloud_share: np.ndarray  # (T,) probability that a parcel is contaminated on each date
+    wet: np.ndarray  # (T,) soil moisture factor
+    gain: np.ndarray  # (T, C) residual atmospheric gain
+
+
+def _plan(cfg: SimulationConfig, tab: dict[str, np.ndarray]) -> _Plan:
+    n = cfg.n_parcels
+    rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, SIMULATOR_VERSION, 0]))
+    counts = _class_quotas(n, tab["share"])
+    cls = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int16), counts))
+    ids = np.sort(rng.choice(4 * n, size=n, replace=False))
+    empty = np.zeros(n, dtype=bool)
+    empty[rng.choice(n, size=int(round(cfg.empty_fraction * n)), replace=False)] = True
+    n_dates = len(cfg.dates)
+    cloudy_date = np.zeros(n_dates, dtype=bool)
+    cloudy_date[rng.permutation(n_dates)[: int(round(cfg.cloudy_date_share * n_dates))]] = True
+    share = np.where(cloudy_date, rng.uniform(*cfg.cloudy_cover, n_dates), 0.0)
+    return _Plan(
+        cls=cls,
+        ids=ids,
+        empty=empty,
+        days=np.array([_parse_yyyymmdd(d).timetuple().tm_yday for d in cfg.dates], dtype=float),
+        cloud_share=np.maximum(share, cfg.random_cloud_prob),
+        wet=np.clip(rng.normal(1.0, 0.06, n_dates), 0.8, 1.15),
+        gain=1.0 + rng.normal(0.0, 0.015, (n_dates, len(BANDS))),
+    )
+
+
+def _noisy_labels(
+    rng: np.random.Generator, cls: np.ndarray, share: np.ndarray, rate: float
+) -> np.ndarray:
+    """The written class of each parcel: with probability ``rate`` another class, by share."""
+    p = share / share.sum()
+    other = np.where(np.arange(len(p))[None, :] == cls[:, None], 0.0, p[None, :])  # (N, K)
+    cdf = np.cumsum(other, axis=1)
+    u = rng.uniform(size=len(cls)) * cdf[:, -1]
+    wrong = np.minimum((cdf <= u[:, None]).sum(axis=1), len(p) - 1)
+    return np.where(rng.uniform(size=len(cls)) < rate, wrong, cls)
+
+
+def _simulate_block(
+    cfg: SimulationConfig, plan: _Plan, tab: dict[str, np.ndarray], block: int
+) -> SimulatedSet:
+    """Parcels ``block * _CHUNK`` to the next block's first, from their own random streams."""
+    lo, hi = block * _CHUNK, min((block + 1) * _CHUNK, cfg.n_parcels)
+    seeds = np.random.SeedSequence([cfg.seed, SIMULATOR_VERSION, 1, block]).spawn(6)
+    rng_parcel, rng_phen, rng_spec, rng_atm, rng_het, rng_pix = map(np.random.default_rng, seeds)
+    n, cls, empty = hi - lo, plan.cls[lo:hi].astype(np.int64), plan.empty[lo:hi]
+
+    # areas: a log-normal body and a long tail of small parcels; shapes and their pixels
+    body = np.exp(rng_parcel.normal(np.log(cfg.size_median), cfg.size_sigma, n))
+    small = np.exp(rng_parcel.normal(np.log(cfg.small_median), cfg.small_sigma, n))
+    area = np.where(rng_parcel.uniform(size=n) < cfg.small_share, small, body)
+    area = np.clip(area * tab["size_scale"][cls], cfg.min_pixels, cfg.max_pixels)
+    poly = _shapes(rng_parcel, area, empty)
+    raster = _rasterise(poly)
+    sizes = raster["sizes"]
+    written = _noisy_labels(rng_parcel, cls, tab["share"], cfg.label_noise)
+
+    # parcel-level phenology, spectra, surroundings and contamination
+    frac = _phenology(rng_phen, cls, plan.days, tab, cfg.phenology_shift)
+    spec = _parcel_spectra(rng_spec, cls, tab)
+    beyond_cls, beyond = _neighbours(rng_spec, n, plan.days, plan.wet, tab, cfg, spec["soil"])
+    spec["beyond"] = beyond.astype(np.float32)
+    atm = _contamination(rng_atm, n, plan.cloud_share, cfg)
+
+    # per-pixel arrays of the within-parcel heterogeneity
+    centre = poly.mean(1)  # (n, 2)
+    radius = np.maximum(np.max(np.linalg.norm(poly - centre[:, None], axis=-1), axis=1), 0.5)
+    het = {
+        "pix_sd": tab["pix_sd"][cls],
+        "slope": rng_het.normal(0.0, 0.06, n),
+        "slope_dir": rng_het.uniform(0.0, 2 * np.pi, n),
+        "patch": np.where(rng_het.uniform(size=n) < 0.4, rng_het.normal(0.0, 0.25, n), 0.0),
+        "patch_r": np.maximum(rng_het.uniform(0.15, 0.4, n) * np.sqrt(area), 0.7),
+        "radius": radius,
+    }
+    # the patch centre: a random pixel of the parcel (or the centre if empty)
+    start = np.cumsum(sizes) - sizes
+    pick = start + np.floor(rng_het.uniform(size=n) * np.maximum(sizes, 1)).astype(np.int64)
+    has = sizes > 0
+    px, py = np.zeros(n), np.zeros(n)
+    px[has] = raster["i"][pick[has]] - centre[has, 0]
+    py[has] = raster["j"][pick[has]] - centre[has, 1]
+    parcel = raster["parcel"]
+    pix = {k: v[parcel] for k, v in het.items()}
+    pix.update(
+        parcel=parcel,
+        border=raster["border"],
+        x=raster["i"] - centre[parcel, 0],
+        y=raster["j"] - centre[parcel, 1],
+        patch_x=px[parcel],
+        patch_y=py[parcel],
+    )
+    refl, cloud, shadow = _render_chunk(rng_pix, pix, frac, spec, atm, plan.wet, plan.gain, cfg)
+    ids = plan.ids[lo:hi]
+    pixels = {}
+    for k in range(n):
+        s, e = start[k], start[k] + sizes[k]
+        pixels[int(ids[k])] = np.ascontiguousarray(refl[s:e].transpose(1, 2, 0))  # (T, C, n)
+    # share of each parcel's pixels under a cloud or a shadow (pixels are grouped by parcel)
+    cloud_share = np.zeros((n, len(plan.days)))
+    shadow_share = np.zeros((n, len(plan.days)))
+    if has.any():
+        first, counts = start[has], sizes[has][:, None]
+        cloud_share[has] = np.add.reduceat(cloud, first, axis=0, dtype=np.int64) / counts
+        shadow_share[has] = np.add.reduceat(shadow, first, axis=0, dtype=np.int64) / counts
+    spec_ids = np.array([s.id for s in CLASS_SPECS])
+    groups = np.array([s.group for s in CLASS_SPECS])
+    return SimulatedSet(
+        config=cfg,
+        dates=np.array(cfg.dates, dtype=np.int64),
+        ids=ids,
+        label_44class=spec_ids[written],
+        label_19class=groups[written],
+        sizes=sizes,
+        geomfeat=_geomfeat(poly, raster),
+        pixels=pixels,
+        cloud=cloud_share,
+        shadow=shadow_share,
+        green=frac["green"] + frac["yellow"],
+        true_label_44class=spec_ids[cls],
+        neighbour_44class=np.where(beyond_cls >= 0, spec_ids[np.maximum(beyond_cls, 0)], -1),
+    )
+
+
+def simulate_blocks(config: SimulationConfig) -> Iterator[SimulatedSet]:
+    """Simulate a dataset block by block (a few hundred parcels each), in id order.
+
+    The blocks concatenated are :func:`simulate_arrays`'s result; only one block is in memory
+    at a time (plus a few bytes per parcel), so any number of parcels can be streamed to disk.
+
+    Parameters
+    ----------
+    config
+        The parameters; the result depends on nothing else.
+
+    Yields
+    ------
+    SimulatedSet
+        The parcels of one block.
+    """
+    tab = _class_table(CLASS_SPECS)
+    plan = _plan(config, tab)
+    for block in range(-(-config.n_parcels // _CHUNK)):
+        yield _simulate_block(config, plan, tab, block)
 
 
 def simulate_arrays(config: SimulationConfig) -> SimulatedSet:
@@ -700,98 +961,35 @@ def simulate_arrays(config: SimulationConfig) -> SimulatedSet:
     Returns
     -------
     SimulatedSet
-        The arrays, labels, features and the hidden truth (clouds, green cover).
+        The arrays, labels, features and the hidden truth (clouds, green cover, clean labels).
     """
-    cfg = config
-    n = cfg.n_parcels
-    specs = CLASS_SPECS
-    tab = _class_table(specs)
-    seeds = np.random.SeedSequence([cfg.seed, SIMULATOR_VERSION]).spawn(5)
-    rng_parcel, rng_phen, rng_spec, rng_atm, rng_pix = (np.random.default_rng(s) for s in seeds)
-
-    # classes, ids and shapes
-    counts = _class_quotas(n, tab["share"])
-    cls = rng_parcel.permutation(np.repeat(np.arange(len(specs)), counts))
-    ids = np.sort(rng_parcel.choice(4 * n, size=n, replace=False))
-    area = np.exp(rng_parcel.normal(np.log(cfg.size_median), cfg.size_sigma, n))
-    area = np.clip(area * tab["size_scale"][cls], cfg.min_pixels, cfg.max_pixels)
-    empty = np.zeros(n, dtype=bool)
-    n_empty = int(round(cfg.empty_fraction * n))
-    empty[rng_parcel.choice(n, size=n_empty, replace=False)] = True
-    poly = _shapes(rng_parcel, area, empty)
-    raster = _rasterise(poly)
-    geom = _geomfeat(poly, raster)
-    sizes = raster["sizes"]
-
-    # parcel-level phenology, spectra and contamination
-    days = np.array([_parse_yyyymmdd(d).timetuple().tm_yday for d in cfg.dates], dtype=float)
-    frac = _phenology(rng_phen, cls, days, tab)
-    spec = _parcel_spectra(rng_spec, cls, tab)
-    n_dates = len(cfg.dates)
-    atm = _contamination(rng_atm, n, n_dates, cfg)
-    wet = np.clip(rng_atm.normal(1.0, 0.06, n_dates), 0.8, 1.15)  # soil moisture per date
-    gain = 1.0 + rng_atm.normal(0.0, 0.015, (n_dates, len(BANDS)))
-
-    # per-parcel parameters of the within-parcel heterogeneity
-    centre = poly.mean(1)  # (N, 2)
-    radius = np.maximum(np.max(np.linalg.norm(poly - centre[:, None], axis=-1), axis=1), 0.5)
-    het = {
-        "pix_sd": tab["pix_sd"][cls],
-        "slope": rng_pix.normal(0.0, 0.06, n),
-        "slope_dir": rng_pix.uniform(0.0, 2 * np.pi, n),
-        "patch": np.where(rng_pix.uniform(size=n) < 0.4, rng_pix.normal(0.0, 0.25, n), 0.0),
-        "patch_r": np.maximum(rng_pix.uniform(0.15, 0.4, n) * np.sqrt(area), 0.7),
-        "radius": radius,
-    }
-    # the patch centre: a random pixel of the parcel (or the centre if empty)
-    start = np.cumsum(sizes) - sizes
-    pick = start + np.floor(rng_pix.uniform(size=n) * np.maximum(sizes, 1)).astype(np.int64)
-    px, py = np.zeros(n), np.zeros(n)
-    has = sizes > 0
-    px[has] = raster["i"][pick[has]] - centre[has, 0]
-    py[has] = raster["j"][pick[has]] - centre[has, 1]
-
+    blocks = list(simulate_blocks(config))
     pixels: dict[int, np.ndarray] = {}
-    cloud_share = np.zeros((n, n_dates))
-    shadow_share = np.zeros((n, n_dates))
-    pix_seeds = np.random.SeedSequence([cfg.seed, SIMULATOR_VERSION, 1]).spawn(-(-n // _CHUNK))
-    for b, lo in enumerate(range(0, n, _CHUNK)):
-        hi = min(lo + _CHUNK, n)
-        a, z = start[lo], start[hi - 1] + sizes[hi - 1]
-        parcel = raster["parcel"][a:z]
-        pix = {k: v[parcel] for k, v in het.items()}
-        pix.update(
-            parcel=parcel,
-            border=raster["border"][a:z],
-            x=raster["i"][a:z] - centre[parcel, 0],
-            y=raster["j"][a:z] - centre[parcel, 1],
-            patch_x=px[parcel],
-            patch_y=py[parcel],
-        )
-        refl, cloud, shadow = _render_chunk(
-            np.random.default_rng(pix_seeds[b]), pix, frac, spec, atm, wet, gain, cfg.noise
-        )
-        for k in range(lo, hi):
-            s, e = start[k] - a, start[k] - a + sizes[k]
-            pixels[int(ids[k])] = np.ascontiguousarray(refl[s:e].transpose(1, 2, 0))  # (T, C, n)
-            if e > s:
-                cloud_share[k] = cloud[s:e].mean(0)
-                shadow_share[k] = shadow[s:e].mean(0)
+    for b in blocks:
+        pixels.update(b.pixels)
 
-    spec_ids = np.array([s.id for s in specs])
-    groups = np.array([s.group for s in specs])
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(b, name) for b in blocks])
+
     return SimulatedSet(
-        config=cfg,
-        dates=np.array(cfg.dates, dtype=np.int64),
-        ids=ids,
-        label_44class=spec_ids[cls],
-        label_19class=groups[cls],
-        sizes=sizes,
-        geomfeat=geom,
+        config=config,
+        dates=blocks[0].dates,
         pixels=pixels,
-        cloud=cloud_share,
-        shadow=shadow_share,
-        green=frac["green"] + frac["yellow"],
+        **{
+            name: cat(name)
+            for name in (
+                "ids",
+                "label_44class",
+                "label_19class",
+                "sizes",
+                "geomfeat",
+                "cloud",
+                "shadow",
+                "green",
+                "true_label_44class",
+                "neighbour_44class",
+            )
+        },  # fmt: skip
     )
 
 
@@ -849,8 +1047,11 @@ def simulate_s2agri(
     ``META/labels.json`` (``label_44class`` with the real S2-Agri ids and this simulator's
     ``label_19class``), ``META/dates.json``, ``META/geomfeat.json``, ``META/sizes.json``,
     ``META/simulation.json`` (the parameters), ``META/simulation_clouds.json`` (which dates
-    of which parcels are contaminated) and the per date and channel normalisation
-    (``normalisation.json`` and the reference's ``normalisation.pkl``).
+    of which parcels are contaminated), ``META/simulation_labels.json`` (the simulated class
+    of the parcels whose written label is wrong) and the per date and channel normalisation
+    (``normalisation.json`` and the reference's ``normalisation.pkl``). Parcels are simulated
+    and written block by block (see :func:`simulate_blocks`): memory stays bounded whatever
+    ``n_parcels``.
 
     Parameters
     ----------
@@ -896,27 +1097,89 @@ def simulate_s2agri(
             "delete it, choose another folder or pass overwrite=True"
         )
 
-    sim = simulate_arrays(cfg)
-    labels = {
-        "label_44class": dict(zip(sim.ids.tolist(), sim.label_44class.tolist(), strict=True)),
-        "label_19class": dict(zip(sim.ids.tolist(), sim.label_19class.tolist(), strict=True)),
-    }
-    geomfeat = dict(zip(sim.ids.tolist(), sim.geomfeat.tolist(), strict=True))
-    clouds = {
-        kind: {
-            str(pid): np.flatnonzero(share[k] > 0).tolist()
-            for k, pid in enumerate(sim.ids.tolist())
-            if np.any(share[k] > 0)
-        }
-        for kind, share in (("cloud", sim.cloud), ("shadow", sim.shadow))
-    }
-    return write_dataset(
-        root,
-        sim.pixels,
-        labels,
-        sim.dates.tolist(),
-        geomfeat=geomfeat,
-        normalisation=compute_normalisation(sim.pixels, per="date_channel"),
-        extra_meta={"simulation": params, "simulation_clouds": clouds},
-        overwrite=overwrite,
-    )
+    return _write_streaming(root, cfg, params)
+
+
+def _write_id_map(f: TextIO, ids: np.ndarray, values: list[str]) -> None:
+    """Write ``{"<id>": <value>, ...}`` (values already JSON text), as ``json.dump`` would."""
+    f.write("{")
+    f.write(", ".join(f'"{i}": {v}' for i, v in zip(ids.tolist(), values, strict=True)))
+    f.write("}")
+
+
+def _dates_lists(share: np.ndarray) -> list[str]:
+    return [json.dumps(np.flatnonzero(row > 0).tolist()) for row in share]
+
+
+def _write_streaming(root: Path, cfg: SimulationConfig, params: dict[str, object]) -> Path:
+    """Simulate block by block into a temporary sibling folder, then swap it into place.
+
+    Per parcel only a few numbers are kept (id, labels, size, geometric features, which dates
+    are contaminated); the pixels of a block are written and dropped, and the normalisation is
+    accumulated exactly (integer sums), so memory does not grow with the number of parcels
+    beyond those few numbers.
+    """
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+    kept: dict[str, list[np.ndarray]] = {k: [] for k in ("ids", "l44", "l19", "sizes", "geom")}
+    dirty: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"cloud": [], "shadow": []}
+    noisy: list[tuple[np.ndarray, np.ndarray]] = []
+    s1 = np.zeros((len(cfg.dates), len(BANDS)), dtype=np.int64)
+    s2 = np.zeros_like(s1)
+    try:
+        (tmp / "DATA").mkdir(parents=True)
+        (tmp / "META").mkdir()
+        for b in simulate_blocks(cfg):
+            for pid, arr in b.pixels.items():
+                np.save(tmp / "DATA" / f"{pid}.npy", arr, allow_pickle=False)
+                a = arr.astype(np.int64)
+                s1 += a.sum(axis=2)
+                s2 += np.square(a).sum(axis=2)
+            for k, v in zip(kept, (b.ids, b.label_44class, b.label_19class, b.sizes, b.geomfeat),
+                            strict=True):  # fmt: skip
+                kept[k].append(v)
+            for kind, share in (("cloud", b.cloud), ("shadow", b.shadow)):
+                rows = np.flatnonzero((share > 0).any(axis=1))
+                dirty[kind].append((b.ids[rows], np.packbits(share[rows] > 0, axis=1)))
+            wrong = np.flatnonzero(b.label_44class != b.true_label_44class)
+            noisy.append((b.ids[wrong], b.true_label_44class[wrong]))
+        ids, l44, l19, sizes, geom = (np.concatenate(kept[k]) for k in kept)
+        meta = tmp / "META"
+        with open(meta / "labels.json", "w", encoding="utf-8") as f:
+            f.write('{"label_44class": ')
+            _write_id_map(f, ids, [str(v) for v in l44.tolist()])
+            f.write(', "label_19class": ')
+            _write_id_map(f, ids, [str(v) for v in l19.tolist()])
+            f.write("}")
+        with open(meta / "sizes.json", "w", encoding="utf-8") as f:
+            _write_id_map(f, ids, [str(v) for v in sizes.tolist()])
+        with open(meta / "geomfeat.json", "w", encoding="utf-8") as f:
+            _write_id_map(f, ids, [json.dumps(row) for row in geom.tolist()])
+        with open(meta / "simulation_clouds.json", "w", encoding="utf-8") as f:
+            for n, kind in enumerate(("cloud", "shadow")):
+                f.write(f'{"{" if n == 0 else ", "}"{kind}": ')
+                which = np.concatenate([d[0] for d in dirty[kind]])
+                bits = np.concatenate([d[1] for d in dirty[kind]])
+                share = np.unpackbits(bits, axis=1, count=len(cfg.dates))
+                _write_id_map(f, which, _dates_lists(share))
+            f.write("}")
+        with open(meta / "simulation_labels.json", "w", encoding="utf-8") as f:
+            f.write('{"true_label_44class": ')
+            wrong_ids, true = (np.concatenate([x[k] for x in noisy]) for k in (0, 1))
+            _write_id_map(f, wrong_ids, [str(v) for v in true.tolist()])
+            f.write("}")
+        with open(meta / "dates.json", "w", encoding="utf-8") as f:
+            json.dump({str(k): int(d) for k, d in enumerate(cfg.dates)}, f)
+        with open(meta / "simulation.json", "w", encoding="utf-8") as f:
+            json.dump(params, f)
+        count = int(sizes.sum())
+        if count == 0:
+            raise ValueError("the simulation has no pixels to compute the normalisation from")
+        mean = s1 / count
+        std = np.sqrt(np.maximum(s2 / count - np.square(mean), 0.0))
+        write_normalisation(tmp, mean, std, per="date_channel")
+        replace_dir(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root

@@ -365,7 +365,7 @@ def test_exist_ok_returns_at_once_with_same_parameters(root, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("simulated again")
 
-    monkeypatch.setattr(sim_mod, "simulate_arrays", boom)
+    monkeypatch.setattr(sim_mod, "simulate_blocks", boom)
     assert simulate_s2agri(root, preset="test", exist_ok=True) == root
     assert _digest(root) == before
 
@@ -402,8 +402,153 @@ def test_bad_parameters_raise():
         SimulationConfig(n_parcels=0)
     with pytest.raises(ValueError, match="shadow_share"):
         SimulationConfig(shadow_share=1.5)
+    with pytest.raises(ValueError, match="label_noise"):
+        SimulationConfig(label_noise=1.5)
+    with pytest.raises(ValueError, match="phenology_shift"):
+        SimulationConfig(phenology_shift=-1.0)
+    with pytest.raises(ValueError, match="heterogeneity"):
+        SimulationConfig(heterogeneity=float("nan"))
 
 
 def test_few_parcels_still_work(tmp_path):
     s = simulate_arrays(SimulationConfig(n_parcels=3, seed=5))
     assert len(s.pixels) == 3 and all(a.shape[:2] == (T, C) for a in s.pixels.values())
+
+
+# --------------------------------------------------------------------------- features and switches
+# Each feature of the simulation has a parameter that turns it off; these tests check that the
+# feature is there when on and gone when off. The random draws do not depend on the switches,
+# so two runs that differ by one switch differ only where that feature acts.
+
+
+def _variant(**kw) -> sim_mod.SimulatedSet:
+    return simulate_arrays(dataclass_replace(PRESETS["test"], **kw))
+
+
+def test_label_noise_changes_a_share_of_the_written_labels(sim, root):
+    wrong = sim.label_44class != sim.true_label_44class
+    rate = PRESETS["test"].label_noise
+    assert 0.3 * rate < wrong.mean() < 2.5 * rate
+    assert set(sim.label_44class[wrong]) <= {s.id for s in CLASS_SPECS}
+    groups = {s.id: s.group for s in CLASS_SPECS}  # label_19class follows the written label
+    assert [groups[c] for c in sim.label_44class] == sim.label_19class.tolist()
+    # the truth is recorded for exactly the mislabelled parcels
+    rec = json.loads((root / "META" / "simulation_labels.json").read_text())
+    want = {
+        str(int(i)): int(c)
+        for i, c in zip(sim.ids[wrong], sim.true_label_44class[wrong], strict=True)
+    }
+    assert rec["true_label_44class"] == want
+    clean = _variant(label_noise=0.0)
+    np.testing.assert_array_equal(clean.label_44class, clean.true_label_44class)
+    np.testing.assert_array_equal(clean.true_label_44class, sim.true_label_44class)
+    np.testing.assert_array_equal(clean.pixels[int(sim.ids[0])], sim.pixels[int(sim.ids[0])])
+
+
+def test_phenology_shift_spreads_the_peak_dates_of_a_class(sim):
+    doy = _day_of_year(sim.dates)
+
+    def peak_days(s):
+        maize = s.true_label_44class == 5
+        return doy[np.argmax(s.green[maize], axis=1)]  # day of the green-cover peak
+
+    spread = peak_days(sim)
+    assert np.percentile(spread, 90) - np.percentile(spread, 10) >= 20  # days
+    fixed = peak_days(_variant(phenology_shift=0.0))
+    assert np.ptp(fixed) == 0  # every parcel of the class on its class's calendar
+    # the harvest moves too: the day winter cereals lose half their peak cover
+    cereal = sim.true_label_44class == 6
+    g = sim.green[cereal]
+    after = (g < 0.5 * g.max(1, keepdims=True)) & (doy[None, :] > 120)
+    assert len(np.unique(doy[np.argmax(after, axis=1)])) >= 3
+
+
+def test_partial_clouds_cover_part_of_a_parcel(sim):
+    big = sim.sizes >= 20
+    hit = sim.cloud[big]
+    hit = hit[hit > 0]
+    partial = (hit > 0) & (hit < 1)
+    assert 0.15 < partial.mean() < 0.7  # some contaminations are partial, most are whole
+    # on a partly cloudy date, the pixels under the cloud (and only they) are bright in blue
+    checked = 0
+    for k in np.flatnonzero(big):
+        dates = np.flatnonzero((sim.cloud[k] > 0.2) & (sim.cloud[k] < 0.8))
+        clean = np.flatnonzero((sim.cloud[k] == 0) & (sim.shadow[k] == 0))
+        a = sim.pixels[int(sim.ids[k])].astype(float)
+        for t in dates:
+            if sim.shadow[k, t] > 0:
+                continue
+            ref = clean[np.argmin(np.abs(clean - t))]
+            bright = a[t, B2] > np.median(a[ref, B2]) + 800  # an opaque-enough cloud: +0.08
+            assert bright.mean() <= sim.cloud[k, t] + 0.1
+            checked += 1
+    assert checked >= 10
+    whole = _variant(partial_cloud_share=0.0)
+    assert np.isin(whole.cloud[whole.sizes > 0], [0.0, 1.0]).all()
+    assert np.isin(whole.shadow[whole.sizes > 0], [0.0, 1.0]).all()
+
+
+def test_border_pixels_mix_the_neighbouring_field():
+    on, off = (
+        _variant(neighbour_field_share=1.0),
+        _variant(neighbour_field_share=1.0, border_mix=0.0),
+    )
+    doy = _day_of_year(on.dates)
+    august = np.flatnonzero((doy >= 200) & (doy <= 240))
+    gap, mixed, total = [], 0, 0
+    for k in np.flatnonzero(on.sizes > 0):
+        pid = int(on.ids[k])
+        a, b = on.pixels[pid].astype(float), off.pixels[pid].astype(float)
+        border = (a != b).any(axis=(0, 1))  # only border pixels change: interiors are equal
+        mixed, total = mixed + border.sum(), total + len(border)
+        if on.true_label_44class[k] in (3, 6, 9) and on.neighbour_44class[k] in (5, 16, 18):
+            # a winter cereal next to a summer crop: in August its border pixels are greener
+            clean = [t for t in august if on.cloud[k, t] == 0 and on.shadow[k, t] == 0]
+            if border.any() and (~border).any() and clean:
+                nd = (a[clean, B8] - a[clean, B4]) / (a[clean, B8] + a[clean, B4])  # (t, n)
+                gap.append(nd[:, border].mean() - nd[:, ~border].mean())
+    assert 0.2 < mixed / total < 0.8  # small parcels are mostly border
+    assert len(gap) >= 3 and np.median(gap) > 0.05, gap
+
+
+def test_within_parcel_heterogeneity_can_be_turned_off():
+    def median_cv(s):
+        cv = []
+        for k in np.flatnonzero(s.sizes > 30):
+            a = s.pixels[int(s.ids[k])].astype(float)
+            clean = np.flatnonzero((s.cloud[k] == 0) & (s.shadow[k] == 0))
+            cv.append(np.median(a[clean, B8].std(1) / a[clean, B8].mean(1)))
+        return np.median(cv)
+
+    uniform = median_cv(_variant(border_mix=0.0, heterogeneity=0.0))  # sensor noise only
+    varied = median_cv(_variant(border_mix=0.0))
+    assert varied > 1.25 * uniform
+    assert median_cv(_variant(border_mix=0.0, heterogeneity=3.0)) > 1.5 * varied
+
+
+def test_size_distribution_has_a_long_tail_of_small_parcels():
+    cfg = dataclass_replace(PRESETS["book"], n_parcels=1536)
+    sizes = simulate_arrays(cfg).sizes
+    full = sizes[sizes > 0]
+    assert (full <= 10).mean() > 0.08  # many small parcels
+    assert np.percentile(full, 99) > 8 * np.median(full)  # and a few very large ones
+    without = simulate_arrays(dataclass_replace(cfg, small_share=0.0)).sizes
+    assert (without[without > 0] <= 10).mean() < 0.6 * (full <= 10).mean()
+    assert 0.8 < without.mean() / sizes.mean() < 1.3  # the tail barely changes the mean size
+
+
+def test_blocks_make_the_whole_set_and_the_writer_streams_them(tmp_path, monkeypatch, sim):
+    blocks = list(sim_mod.simulate_blocks(PRESETS["test"]))
+    assert len(blocks) > 0 and np.concatenate([b.ids for b in blocks]).tolist() == sim.ids.tolist()
+    # the writer saves a block's parcels before it simulates the next block
+    events = []
+    real_block, real_save = sim_mod._simulate_block, np.save
+    monkeypatch.setattr(
+        sim_mod, "_simulate_block", lambda *a: events.append("block") or real_block(*a)
+    )
+    monkeypatch.setattr(np, "save", lambda *a, **k: events.append("save") or real_save(*a, **k))
+    cfg = dataclass_replace(PRESETS["test"], n_parcels=3 * sim_mod._CHUNK)
+    simulate_s2agri(tmp_path / "s", config=cfg)
+    assert events.count("block") == 3
+    assert events.index("save") < events.index("block", 1)
+    assert len(read_sizes(tmp_path / "s")) == cfg.n_parcels
