@@ -4,6 +4,7 @@ Plain PyTorch modules; :mod:`psetae.models.reference` loads weights saved by the
 reference implementation.
 """
 
+from psetae.models.fast import compile_model, use_fast
 from psetae.models.mlp import LinearBlock, mlp
 from psetae.models.pse import PixelSetEncoder, masked_pool
 from psetae.models.psetae import PseTae
@@ -22,6 +23,7 @@ __all__ = [
     "PseTae",
     "ReferenceWeightsError",
     "TemporalAttentionEncoder",
+    "compile_model",
     "convert_reference_state_dict",
     "load_reference_weights",
     "masked_pool",
@@ -29,4 +31,5 @@ __all__ = [
     "positional_encoding",
     "psetae_from_reference",
     "reference_config",
+    "use_fast",
 ]
