@@ -147,17 +147,14 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
 
 
 def registered_models() -> dict[str, Callable[[], nn.Module]]:
-    """Name -> factory of every model of the package's registry (PSE-TAE alone without one)."""
+    """Name -> factory (default config) of every model of ``psetae.models.MODELS``; PSE-TAE
+    alone where the package has no registry."""
     import psetae.models as models
 
-    registry = getattr(models, "MODELS", None)
-    if not registry:
+    registry, build = getattr(models, "MODELS", None), getattr(models, "build_model", None)
+    if not registry or build is None:
         return {"psetae": PseTae}
-    factories = {}
-    for name, entry in dict(registry).items():
-        build = getattr(entry, "build", None)  # a registry entry with its own factory
-        factories[name] = build if callable(build) else entry
-    return factories
+    return {name: (lambda name=name: build(name)) for name in registry}
 
 
 # --- timing ---------------------------------------------------------------------------------
@@ -171,9 +168,7 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def paired_ms(
-    fns: list[Callable[[], object]], repeats: int, warmup: int = 2
-) -> list[list[float]]:
+def paired_ms(fns: list[Callable[[], object]], repeats: int, warmup: int = 2) -> list[list[float]]:
     """Wall times (ms) of each of ``fns``, called in turn ``repeats`` times, so that all of
     them see the same load from other processes."""
     for fn in fns:
@@ -274,7 +269,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=B_DEFAULT)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument(
-        "--competitor", choices=["none", "torch", "busy", "all"], default="none",
+        "--competitor",
+        choices=["none", "torch", "busy", "all"],
+        default="none",
         help="also time PSE-TAE and the comparator next to a competing process",
     )
     parser.add_argument("--competitor-threads", type=int, default=2)
@@ -360,8 +357,10 @@ def main() -> None:
         if kind == "none":
             continue
         print(f"\nnext to a competitor: {kind}, {args.competitor_threads} threads")
-        print(f"{'model':<40} {'case':<11} {'alone ms':>9} {'busy ms':>9} {'worst ms':>9}"
-              f" {'slowdown':>9}")
+        print(
+            f"{'model':<40} {'case':<11} {'alone ms':>9} {'busy ms':>9} {'worst ms':>9}"
+            f" {'slowdown':>9}"
+        )
         for label in ("inference", "train step"):
             fns = {
                 name: workloads(m, data)[label]

@@ -80,10 +80,14 @@ def test_psetae_fast_equals_plain(training):
     torch.testing.assert_close(out_f, out_p, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gx_f, gx_p, atol=1e-5, rtol=1e-4)
     for name in gp_p:
-        # Rounding of sums over all pixels, through four BatchNorms: 1e-5 of gradients ~0.1.
+        # Rounding of sums over all pixels, through four BatchNorms (some gradients are 0 +- 1e-5).
         scale = float(gp_p[name].abs().max())
         torch.testing.assert_close(
-            gp_f[name], gp_p[name], atol=1e-4 * scale, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}"
+            gp_f[name],
+            gp_p[name],
+            atol=max(1e-4 * scale, 2e-5),
+            rtol=1e-3,
+            msg=lambda m, n=name: f"{n}: {m}",
         )
 
 
