@@ -41,6 +41,32 @@ def cuda_ms(fn: Callable[[], object], repeats: int, warmup: int = 5) -> list[flo
     return times
 
 
+def gpu_workloads(
+    model: torch.nn.Module, data: dict[str, torch.Tensor], use_amp: bool
+) -> dict[str, Callable[[], None]]:
+    """``inference`` and ``train step`` (as psetae.train.fit takes it) closures on the GPU."""
+    criterion = FocalLoss(gamma=1.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    inputs = (data["pixels"], data["mask"], data["extra"])
+
+    def infer() -> None:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+
+    def train_step() -> None:
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            logits = model(*inputs)
+        scaler.scale(criterion(logits.float(), data["label"])).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return {"inference": infer, "train step": train_step}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
@@ -52,7 +78,6 @@ def main() -> None:
     device = torch.device("cuda")
     use_amp = not args.no_amp
     data = {k: v.to(device) for k, v in batch(args.batch).items()}
-    inputs = (data["pixels"], data["mask"], data["extra"])
 
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, B={args.batch}")
     print(f"training under float16 autocast: {use_amp}\n")
@@ -61,25 +86,7 @@ def main() -> None:
     print("-" * len(header))
     for name, factory in registered_models().items():
         model = factory().to(device)
-        criterion = FocalLoss(gamma=1.0)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-        def infer() -> None:
-            model.eval()
-            with torch.no_grad():
-                model(*inputs)
-
-        def train_step() -> None:
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
-                logits = model(*inputs)
-            scaler.scale(criterion(logits.float(), data["label"])).backward()
-            scaler.step(optimizer)
-            scaler.update()
-
-        for label, fn in (("inference", infer), ("train step", train_step)):
+        for label, fn in gpu_workloads(model, data, use_amp).items():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             ms = statistics.median(cuda_ms(fn, args.repeats))

@@ -109,7 +109,9 @@ def test_mlp_forward_equals_the_blocks(training):
     assert a.shape == b.shape == (2, 3, 4, 3)
     assert bool((a < 0).any()), "no ReLU after the last block"
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-    for u, v in zip(fast_blocks.state_dict().values(), plain_blocks.state_dict().values()):
+    for u, v in zip(
+        fast_blocks.state_dict().values(), plain_blocks.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(u, v)
 
 
