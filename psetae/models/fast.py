@@ -16,15 +16,19 @@ What it does, and why:
   in one sweep; autograd through the plain formulas stores and re-reads several (N, S, D)
   temporaries.
 
-Every step is one large operation over the whole batch, never a loop over chunks: on a
-machine shared with other processes each parallel region waits at a barrier for threads
-the scheduler has taken away, so many small regions make a shared machine many times
-slower (issue 13; ``benchmarks/bench_models.py --competitor torch``).
+- :func:`embed_and_pool`: in eval mode on CPU, MLP1 and the pooling a chunk of sets at a
+  time, on one thread, so that the activations stay in cache.
+
+Elsewhere every step is one large operation over the whole batch: on a machine shared with
+other processes each parallel region waits at a barrier for threads the scheduler has taken
+away, so many small regions make a shared machine many times slower (issue 13;
+``benchmarks/bench_models.py --competitor torch``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -101,20 +105,40 @@ def embed_and_pool(
     -----
     Every row of eval-mode MLP1 is computed alone, so chunks of sets give the same result.
     On CPU a chunk's activations then stay in cache, several times faster than streaming
-    (B*T, S, D) tensors through memory after every step; the chunks are large (8 MB of
-    activations by default), so that a batch has few of them: each operation is a parallel
-    region that waits at a barrier for all threads, which costs a scheduler time slice per
-    region when another process shares the cores (issue 13).
+    (B*T, S, D) tensors through memory after every step. The chunks run on one thread
+    (:func:`one_thread`).
     """
     B, T, C, S = pixels.shape
     x = pixels.reshape(B * T, C, S)  # (N, C, S)
     m = mask.reshape(B * T, S)  # (N, S)
     n = max(1, chunk_pixels // S)  # sets per chunk
-    pooled = [
-        pool(mlp_forward(blocks, xc.transpose(1, 2)), mc)  # (n, P*D)
-        for xc, mc in zip(x.split(n), m.split(n), strict=True)
-    ]
+    with one_thread():
+        pooled = [
+            pool(mlp_forward(blocks, xc.transpose(1, 2)), mc)  # (n, P*D)
+            for xc, mc in zip(x.split(n), m.split(n), strict=True)
+        ]
     return torch.cat(pooled).view(B, T, -1)  # (B, T, P*D)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the enclosed operations on one torch thread, then restore the thread count.
+
+    The chunks of :func:`embed_and_pool` are small: split among threads, each operation
+    would be a parallel region ending at a barrier, hundreds per batch, and on a machine
+    shared with other processes every barrier waits for a thread that the scheduler has
+    taken away (issue 13: 57 times slower next to another 2-thread process). In cache, one
+    thread does the work almost as fast as two.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class MaskedMeanStd(torch.autograd.Function):

@@ -159,9 +159,9 @@ class PixelSetEncoder(nn.Module):
         # Run MLP1 and the pooling through psetae.models.fast: the same function, faster.
         # False gives the plain code above (psetae.models.fast.use_fast(model, False)).
         self.fast = True
-        # Pixels per chunk and thread of the fast eval path on CPU: the activations of a
-        # thread's share (2 MB at D = 64) stay in its core's cache.
-        self.chunk_pixels_per_thread = 8192
+        # Pixels per chunk of the fast eval path on CPU: 2 MB of activations at D = 64, in
+        # a core's cache.
+        self.chunk_pixels = 8192
 
     def pool_fast(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The fast path's pooling: (N, S, D), (N, S) -> (N, P*D)."""
@@ -198,8 +198,9 @@ class PixelSetEncoder(nn.Module):
             raise ValueError("mask: some (parcel, date) has no valid pixel (mask all zero)")
 
         if self.fast and not self.training and pixels.device.type == "cpu":
-            chunk = self.chunk_pixels_per_thread * torch.get_num_threads()
-            pooled = embed_and_pool(self.mlp1, pixels, mask, self.pool_fast, chunk)
+            pooled = embed_and_pool(
+                self.mlp1, pixels, mask, self.pool_fast, self.chunk_pixels
+            )  # (B, T, P*D)
         else:
             # Channel last, one row per pixel: MLP1 is one matrix product over all pixels.
             x = pixels.transpose(2, 3)  # (B, T, S, C)

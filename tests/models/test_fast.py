@@ -44,7 +44,7 @@ def test_pse_fast_equals_plain(shape, pooling, training):
     parts = len(pooling.split("_"))
     pse = PixelSetEncoder(input_dim=10, mlp1=(10, 12, 9), pooling=pooling, mlp2=(parts * 9 + 4, 6))
     randomise_batchnorm(pse)
-    pse.chunk_pixels_per_thread = 2 * shape["S"]  # several chunks of 2 sets, the last shorter
+    pse.chunk_pixels = 2 * shape["S"]  # several chunks of 2 sets, the last shorter
     fast, plain = fast_and_plain(pse)
     inputs = random_batch(**shape)
     inputs[1][0, 0] = 0
@@ -150,3 +150,21 @@ def test_compile_model_gives_the_same_outputs():
         expected = model(pixels, mask, extra)
         compiled = compile_model(copy.deepcopy(model), backend="eager")
         torch.testing.assert_close(compiled(pixels, mask, extra), expected)
+
+
+def test_one_thread_restores_the_thread_count():
+    from psetae.models.fast import one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError), one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        pse = PixelSetEncoder().eval()
+        with torch.no_grad():
+            pse(*random_batch(B=2, T=2, S=4))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
