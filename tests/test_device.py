@@ -26,3 +26,20 @@ def test_forced_devices(monkeypatch):
         pick_device("cuda:0")
     with pytest.raises(ValueError, match="MPS is not available"):
         pick_device("mps")
+
+
+def test_default_num_threads_shares_the_cores_among_local_ranks(monkeypatch):
+    import os
+
+    from psetae.device import default_num_threads
+
+    monkeypatch.setattr(
+        os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False
+    )
+    assert default_num_threads({}) == 8
+    assert default_num_threads({"LOCAL_WORLD_SIZE": "2"}) == 4
+    assert default_num_threads({"LOCAL_WORLD_SIZE": "3"}) == 2
+    assert default_num_threads({"LOCAL_WORLD_SIZE": "16"}) == 1  # at least one
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE"):
+            default_num_threads({"LOCAL_WORLD_SIZE": bad})

@@ -10,6 +10,7 @@ as the reference's training script.
 
 from psetae.models.classifier import PseClassifier
 from psetae.models.config import ConfigError, ModelConfig, PseTaeConfig
+from psetae.models.fast import compile_model, use_fast
 from psetae.models.gru import PseGru, PseGruConfig
 from psetae.models.init import reference_init_
 from psetae.models.ltae import LightweightTemporalAttentionEncoder, PseLTae, PseLTaeConfig
@@ -55,6 +56,7 @@ __all__ = [
     "PseTae",
     "ReferenceWeightsError",
     "TemporalAttentionEncoder",
+    "compile_model",
     "convert_reference_state_dict",
     "load_reference_weights",
     "masked_pool",
@@ -62,4 +64,5 @@ __all__ = [
     "positional_encoding",
     "psetae_from_reference",
     "reference_config",
+    "use_fast",
 ]

@@ -18,14 +18,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from psetae.models.fast import embed_and_pool, masked_mean_std, mlp_forward
 from psetae.models.mlp import mlp
 
 POOLINGS = ("mean", "std", "max", "min")
-
-
-def _is_compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)  # torch >= 2.3
-    return bool(is_compiling is not None and is_compiling())
 
 
 def parse_pooling(pooling: str) -> list[str]:
@@ -45,100 +41,72 @@ def parse_pooling(pooling: str) -> list[str]:
     return parts
 
 
-class MaskedMeanStd(torch.autograd.Function):
-    """Mean and unbiased standard deviation of each set over its valid pixels.
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid pixels: h (..., S, D), mask (..., S) -> (..., D)."""
+    m = mask.unsqueeze(-1)  # (..., S, 1)
+    n = m.sum(dim=-2)  # (..., 1) valid pixels
+    return (m * h).sum(dim=-2) / n  # (..., D)
 
-    ``mean = sum_s m_s h_s / n`` and ``std = sqrt(sum_s m_s (h_s - mean)^2 / max(n-1, 1) + 1e-31)``
-    (SPEC). Autograd through these formulas would store and re-read several (N, S, D)
-    temporaries; the gradient has a closed form computed in one sweep instead:
 
-        d mean / d h_s = m_s / n,    d std / d h_s = m_s (h_s - mean) / (max(n-1, 1) std)
+def masked_std(h: torch.Tensor, mask: torch.Tensor, eps: float = 1e-31) -> torch.Tensor:
+    """Unbiased standard deviation over the valid pixels: (..., S, D), (..., S) -> (..., D).
 
-    (the term through ``mean`` vanishes because ``sum_s m_s (h_s - mean) = 0``).
-
-    The centred pixels ``h - mean`` are needed in both passes. On CPU they are computed a
-    few sets at a time: a chunk's temporary stays in cache, while a full (N, S, D) one
-    (50 MB in a default training batch) would be a fresh allocation, page-faulted in and
-    streamed through memory. Chunks of sets give exactly the same numbers.
+    ``eps`` keeps the gradient of a one-pixel set finite: its variance is 0 and the
+    derivative of sqrt at 0 is infinite.
     """
-
-    # Floats per temporary on CPU (2 MiB): as large as the eval-mode chunks of PixelSetEncoder,
-    # so those are not split again.
-    chunk_elements = 1 << 19
-
-    @staticmethod
-    def chunk_sets(h: torch.Tensor) -> int:
-        """Sets per chunk: all of them off CPU, where one large kernel is best."""
-        if h.device.type != "cpu":
-            return h.shape[0]
-        return max(1, MaskedMeanStd.chunk_elements // (h.shape[1] * h.shape[2]))
-
-    @staticmethod
-    def forward(ctx, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = mask.to(h.dtype).unsqueeze(1)  # (N, 1, S)
-        n = m.sum(dim=2)  # (N, 1) valid pixels per set
-        # A masked sum over pixels is a (1, S) x (S, D) matrix product per set.
-        mean = torch.bmm(m, h).squeeze(1) / n  # (N, D)
-        k = MaskedMeanStd.chunk_sets(h)
-        sq = torch.cat(
-            [
-                torch.bmm(mc, (hc - meanc.unsqueeze(1)).square_())  # (k, 1, D)
-                for hc, mc, meanc in zip(h.split(k), m.split(k), mean.split(k), strict=True)
-            ]
-        ).squeeze(1)  # (N, D)
-        # A single pixel gives sqrt(1e-31) ~ 0, as in the reference.
-        std = torch.sqrt(sq / (n - 1).clamp(min=1) + 1e-31)  # (N, D)
-        ctx.save_for_backward(h, m, n, mean, std)
-        return mean, std
-
-    @staticmethod
-    def backward(ctx, g_mean: torch.Tensor, g_std: torch.Tensor) -> tuple[torch.Tensor, None]:
-        h, m, n, mean, std = ctx.saved_tensors
-        a = (g_mean / n).unsqueeze(1)  # (N, 1, D)
-        b = (g_std / ((n - 1).clamp(min=1) * std)).unsqueeze(1)  # (N, 1, D)
-        valid = m.transpose(1, 2)  # (N, S, 1)
-        grad = torch.empty_like(h)  # (N, S, D), filled chunk by chunk
-        k = MaskedMeanStd.chunk_sets(h)
-        chunks = zip(*(t.split(k) for t in (grad, h, mean, a, b, valid)), strict=True)
-        for out, hc, meanc, ac, bc, vc in chunks:
-            torch.addcmul(ac, hc - meanc.unsqueeze(1), bc, out=out)  # (k, S, D)
-            out.mul_(vc)  # zero on padded pixels
-        return grad, None
+    m = mask.unsqueeze(-1)  # (..., S, 1)
+    n = m.sum(dim=-2)  # (..., 1)
+    mu = masked_mean(h, mask).unsqueeze(-2)  # (..., 1, D)
+    var = (m * (h - mu) ** 2).sum(dim=-2) / torch.clamp(n - 1, min=1)  # (..., D)
+    return torch.sqrt(var + eps)  # (..., D)
 
 
-def masked_pool(h: torch.Tensor, mask: torch.Tensor, parts: Sequence[str]) -> torch.Tensor:
-    """Pool a batch of pixel sets over their valid pixels.
+def masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Maximum over the valid pixels: (..., S, D), (..., S) -> (..., D)."""
+    return h.masked_fill(mask.unsqueeze(-1) == 0, float("-inf")).amax(dim=-2)  # (..., D)
+
+
+def masked_min(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Minimum over the valid pixels: (..., S, D), (..., S) -> (..., D)."""
+    return h.masked_fill(mask.unsqueeze(-1) == 0, float("inf")).amin(dim=-2)  # (..., D)
+
+
+POOL = {"mean": masked_mean, "std": masked_std, "max": masked_max, "min": masked_min}
+
+
+def masked_pool(
+    h: torch.Tensor, mask: torch.Tensor, parts: Sequence[str], fast: bool = False
+) -> torch.Tensor:
+    """Pool pixel sets over their valid pixels.
 
     Parameters
     ----------
     h
-        Pixel embeddings (N, S, D), channel last.
+        Pixel embeddings (..., S, D), channel last.
     mask
-        (N, S), 1 for a valid pixel and 0 for padding; every set needs one valid pixel.
+        (..., S), 1 for a valid pixel and 0 for padding; every set needs one valid pixel.
     parts
         Poolings to compute, concatenated in this order.
+    fast
+        Compute the mean and std with :func:`psetae.models.fast.masked_mean_std` (the same
+        values in fewer passes over memory).
 
     Returns
     -------
     torch.Tensor
-        (N, len(parts) * D).
+        (..., len(parts) * D).
     """
     # Pool in float32, also under mixed precision (CUDA): in float16 the std's 1e-31 rounds to
     # 0, and a set of one pixel would get 0 * inf = nan as gradient.
-    h = h.float()  # (N, S, D); no copy when h is float32 already
+    h = h.float()  # (..., S, D); no copy when h is float32 already
+    mask = mask.to(h.dtype)  # (..., S)
     out = {}
-    if "std" in parts:
-        out["mean"], out["std"] = MaskedMeanStd.apply(h, mask)  # (N, D) each
-    elif "mean" in parts:
-        m = mask.to(h.dtype).unsqueeze(1)  # (N, 1, S)
-        out["mean"] = torch.bmm(m, h).squeeze(1) / m.sum(dim=2)  # (N, D)
-    if "max" in parts or "min" in parts:
-        invalid = (mask == 0).unsqueeze(2)  # (N, S, 1)
-        if "max" in parts:
-            out["max"] = h.masked_fill(invalid, float("-inf")).amax(dim=1)  # (N, D)
-        if "min" in parts:
-            out["min"] = h.masked_fill(invalid, float("inf")).amin(dim=1)  # (N, D)
-    return torch.cat([out[p] for p in parts], dim=1)
+    if fast and "std" in parts:
+        out["mean"], out["std"] = masked_mean_std(h, mask)  # (..., D) each
+    for p in parts:
+        if p not in out:
+            out[p] = POOL[p](h, mask)  # (..., D)
+    return torch.cat([out[p] for p in parts], dim=-1)  # (..., P*D)
 
 
 class PixelSetEncoder(nn.Module):
@@ -189,12 +157,16 @@ class PixelSetEncoder(nn.Module):
         self.mlp1 = mlp(mlp1, relu_last=True)
         self.mlp2 = mlp(mlp2, relu_last=False) if len(mlp2) > 1 else nn.Sequential()
         self.out_dim = int(mlp2[-1])
-        self.chunk_pixels = 8192  # pixels per chunk in eval mode on CPU (about 2 MB of floats)
+        # Run MLP1 and the pooling through psetae.models.fast: the same function, faster.
+        # False gives the plain code above (psetae.models.fast.use_fast(model, False)).
+        self.fast = True
+        # Pixels per chunk of the fast eval path on CPU: 2 MB of activations at D = 64, in
+        # a core's cache.
+        self.chunk_pixels = 8192
 
-    def embed_and_pool(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MLP1 on every pixel, then pooling: (N, S, C) and (N, S) -> (N, P*D)."""
-        h = self.mlp1(x)  # (N, S, D)
-        return masked_pool(h, mask, self.pooling)  # (N, P*D)
+    def pool_fast(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The fast path's pooling: (N, S, D), (N, S) -> (N, P*D)."""
+        return masked_pool(h, mask, self.pooling, fast=True)
 
     def forward(
         self, pixels: torch.Tensor, mask: torch.Tensor, extra: torch.Tensor | None = None
@@ -222,27 +194,21 @@ class PixelSetEncoder(nn.Module):
             (parcel, date) has no valid pixel.
         """
         check_inputs(pixels, mask, extra, self.input_dim, self.extra_size)
-        B, T, C, S = pixels.shape
         # Data-dependent check: skipped under torch.compile, where it would break the graph.
-        if not _is_compiling() and bool((mask.sum(dim=2) <= 0).any()):
+        if not torch.compiler.is_compiling() and bool((mask.sum(dim=2) <= 0).any()):
             raise ValueError("mask: some (parcel, date) has no valid pixel (mask all zero)")
 
-        # Channel last, so that MLP1 is one matrix product over all B*T*S pixels.
-        x = pixels.transpose(2, 3).reshape(B * T, S, C).contiguous()  # (B*T, S, C)
-        m = mask.reshape(B * T, S)  # (B*T, S)
-        if self.training or x.device.type != "cpu":
-            pooled = self.embed_and_pool(x, m)  # (B*T, P*D)
+        if self.fast and not self.training and pixels.device.type == "cpu":
+            pooled = embed_and_pool(
+                self.mlp1, pixels, mask, self.pool_fast, self.chunk_pixels
+            )  # (B, T, P*D)
         else:
-            # Eval-mode BatchNorm treats every row alone, so chunks of sets give the same
-            # result; on CPU their activations then stay in cache, which is several times
-            # faster than streaming (B*T, S, D) tensors through memory after every step.
-            n = max(1, self.chunk_pixels // S)
-            pooled = torch.cat(
-                [self.embed_and_pool(xc, mc) for xc, mc in zip(x.split(n), m.split(n), strict=True)]
-            )  # (B*T, P*D)
-        pooled = pooled.view(B, T, -1)  # (B, T, P*D)
+            # Channel last, one row per pixel: MLP1 is one matrix product over all pixels.
+            x = pixels.transpose(2, 3)  # (B, T, S, C)
+            h = mlp_forward(self.mlp1, x) if self.fast else self.mlp1(x)  # (B, T, S, D)
+            pooled = masked_pool(h, mask, self.pooling, fast=self.fast)  # (B, T, P*D)
         if self.extra_size:
-            pooled = torch.cat([pooled, extra.to(pooled.dtype)], dim=2)  # (B, T, P*D + E)
+            pooled = torch.cat([pooled, extra.to(pooled.dtype)], dim=-1)  # (B, T, P*D + E)
         return self.mlp2(pooled)  # (B, T, d)
 
 

@@ -52,7 +52,9 @@ def test_constant_geometric_features_are_turned_off(tiny, tmp_path):
     assert config.extra_features is False
     assert any("extra features: off" in n for n in notices)
     config, notices = adapt_to_data(tiny.make(tmp_path / "varied"), TrainConfig())
-    assert config.extra_features is True and not any(n.startswith("extra features:") for n in notices)
+    assert config.extra_features is True and not any(
+        n.startswith("extra features:") for n in notices
+    )
 
 
 def test_unpacked_data_gets_a_notice_and_packed_data_none(tiny_root):
