@@ -64,7 +64,7 @@ def test_round_trip(sim, capsys):
         "16",
         "--npixel",
         "8",
-        "--model",
+        "--model-config",
         TINY,
         "--device",
         "cpu",
@@ -172,7 +172,8 @@ def _one_line_error(code, err):
     [
         (["train", "{tmp}/missing", "--out", "{tmp}/o"], "missing: no such folder"),
         (["train", "{tmp}", "--out", "{tmp}/o", "--epochs", "0"], "expected an integer >= 1"),
-        (["train", "{tmp}", "--out", "{tmp}/o", "--model", "{{"], "not valid JSON"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--model-config", "{{"], "not valid JSON"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--model", "tea"], "invalid choice: 'tea'"),
         (
             ["train", "{tmp}", "--out", "{tmp}/o", "--folds", "3", "--split", "s.json"],
             "not allowed with argument",
