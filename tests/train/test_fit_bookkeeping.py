@@ -113,7 +113,9 @@ def test_losses_are_means_over_parcels_computed_by_hand(crop_root, tmp_path, mon
     record = result.history[0]
 
     def mean_loss(ds):
-        return np.mean([_focal(table[int(i)], int(y), 2.0) for i, y in zip(ds.ids, ds.labels)])
+        return np.mean(
+            [_focal(table[int(i)], int(y), 2.0) for i, y in zip(ds.ids, ds.labels, strict=True)]
+        )
 
     assert record["train_loss"] == pytest.approx(mean_loss(train), rel=1e-5)
     assert record["val_loss"] == pytest.approx(mean_loss(val), rel=1e-5)
