@@ -40,7 +40,7 @@ from psetae.train.checkpoint import load_checkpoint
 from psetae.train.errors import TrainError
 from psetae.train.fit import TrainConfig, evaluate_model, fit
 from psetae.train.inputs import check_input
-from psetae.train.splits import Split, kfold_splits, load_split
+from psetae.train.splits import Split, kfold_splits, load_split, save_splits
 
 __all__ = [
     "CrossValResult",
@@ -231,7 +231,7 @@ def cross_validate(
     if config.normalisation not in (None, "none", "auto", "compute"):
         resolve_normalisation(root, config, [])
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "splits.json", [s.to_dict() for s in splits])
+    save_splits(splits, out / "splits.json")
     write_json_atomic(out / "config.json", config.to_dict())
     device = pick_device(config.device)
 

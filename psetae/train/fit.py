@@ -68,8 +68,10 @@ class TrainConfig:
         Number of epochs (paper: 100).
     batch_size
         Parcels per batch (paper: 128).
-    lr, weight_decay
-        Adam's learning rate (paper: 1e-3) and weight decay (paper: 0).
+    lr
+        Adam's learning rate (paper: 1e-3).
+    weight_decay
+        Adam's weight decay (paper: 0).
     gamma
         Focal loss exponent (paper: 1; 0 is cross-entropy).
     npixel
@@ -135,6 +137,8 @@ class TrainConfig:
                 raise TrainError(f"classes must be 'auto', None or a list, got {self.classes!r}")
         elif self.classes is not None:
             self.classes = [int(c) for c in self.classes]
+            if len(set(self.classes)) != len(self.classes) or not self.classes:
+                raise TrainError(f"classes must be distinct class codes, got {self.classes}")
         for name in ("epochs", "batch_size", "npixel"):
             if int(getattr(self, name)) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
