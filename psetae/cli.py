@@ -13,14 +13,19 @@ Commands::
     simulate-scene  write a synthetic GeoTIFF scene and its parcels (offline)
     map        join predictions to the parcels and write a GeoPackage / GeoJSON map
 
-Errors the user can fix (a bad path, a malformed file, a wrong argument) print one line,
-``psetae <command>: error: ...``, on stderr and exit with status 2; no traceback.
+Errors the user can fix (a bad path, a malformed file, a wrong argument: the
+:class:`~psetae.errors.PsetaeError` family) print one line, ``psetae <command>: error: ...``,
+on stderr and exit with status 2; no traceback. Any other exception is a bug in psetae and
+keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,6 +110,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         default = action.default
         if (
             action.option_strings
+            and action.nargs != 0  # a switch: its default says nothing
             and default is not None
             and default is not False
             and default != argparse.SUPPRESS
@@ -227,48 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--folds", type=_positive_int, default=5, help="k of the k-fold split")
     g.add_argument("--split", type=Path, default=None, help="a fixed split (JSON of ids)")
-    p.add_argument("--epochs", type=_positive_int, default=100, help="training epochs")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="parcels per batch")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    _add_train_config_options(p)
     p.add_argument(
-        "--weight-decay", type=_non_negative_float, default=0.0, help="Adam's weight decay"
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help=_THREADS_HELP,
     )
-    p.add_argument("--gamma", type=_non_negative_float, default=1.0, help="focal loss gamma")
-    p.add_argument("--npixel", type=_positive_int, default=64, help="pixels sampled per parcel")
-    p.add_argument(
-        "--jitter",
-        nargs=2,
-        type=_non_negative_float,
-        metavar=("SIGMA", "CLIP"),
-        default=(0.01, 0.05),
-        help="Gaussian jitter on normalised training inputs",
-    )
-    p.add_argument("--no-jitter", action="store_true", help="no jitter")
-    p.add_argument(
-        "--seed", type=int, default=0, help="seeds the folds, the weights and the sampling"
-    )
-    p.add_argument("--nomenclature", default="label_44class", help="labels to learn")
-    p.add_argument(
-        "--classes",
-        type=_classes,
-        default="auto",
-        help="'auto' (the paper's 20 classes for label_44class), 'all', or ids like 1,3,4",
-    )
-    p.add_argument(
-        "--normalisation",
-        default="auto",
-        help="'auto' (the folder's normalisation file, else computed on the training "
-        "parcels), 'compute', 'none', or a .json/.npz/.pkl file",
-    )
-    p.add_argument("--no-extra-features", action="store_true", help="ignore geomfeat.json")
-    p.add_argument(
-        "--model",
-        type=_model_overrides,
-        default={},
-        help="PseTae settings as JSON, e.g. '{\"mlp3\": [512, 64, 64]}'",
-    )
-    _add_run_options(p)
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision (CUDA only)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.set_defaults(handler=_cmd_train)
 
@@ -305,17 +276,108 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_THREADS_HELP = (
+    "CPU threads for torch (default: torch's choice); 1 is often fastest for this small "
+    "model on a busy or small machine"
+)
+
+
+def _train_config_defaults() -> tuple[Any, dict[str, str]]:
+    """TrainConfig's defaults and the help of each field (from its docstring)."""
+    from psetae.train.fit import TrainConfig
+
+    return TrainConfig(), _field_help(TrainConfig)
+
+
+def _field_help(cls: type) -> dict[str, str]:
+    """The first sentence of each parameter of a numpy-style ``Parameters`` section."""
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    start = lines.index("Parameters") + 2 if "Parameters" in lines else len(lines)
+    helps: dict[str, list[str]] = {}
+    names: list[str] = []
+    for line in lines[start:]:
+        if line and not line.startswith(" "):
+            names = [n.strip() for n in line.split(",")]
+            for n in names:
+                helps[n] = []
+        elif line.strip():
+            for n in names:
+                helps[n].append(line.strip())
+    out = {}
+    for name, words in helps.items():
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(words))
+        text = re.sub(r'``"([^`"]*)"``', r"'\1'", text)  # ``"auto"`` -> 'auto'
+        text = re.sub(r"``([^`]*)``", r"'\1'", text)
+        out[name] = re.split(r"\.\s+(?=[A-Z])", text)[0].rstrip(".")
+    return out
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _add_train_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per field of TrainConfig: its default, and its docstring as help."""
+    from psetae.models.registry import MODELS
+
+    defaults, helps = _train_config_defaults()
+    kinds: dict[str, dict[str, Any]] = {
+        "epochs": {"type": _positive_int},
+        "batch_size": {"type": _positive_int},
+        "lr": {"type": _positive_float},
+        "weight_decay": {"type": _non_negative_float},
+        "gamma": {"type": _non_negative_float},
+        "npixel": {"type": _positive_int},
+        "jitter": {"type": _non_negative_float, "nargs": 2, "metavar": ("SIGMA", "CLIP")},
+        "seed": {"type": int},
+        "device": {},
+        "num_workers": {"type": _non_negative_int},
+        "model_name": {"choices": sorted(MODELS), "flag": "--model"},
+        "model": {"type": _model_overrides, "flag": "--model-config", "metavar": "JSON"},
+        "nomenclature": {},
+        "classes": {"type": _classes, "extra": "; on the command line 'auto', 'all' or 1,3,4"},
+        "normalisation": {},
+    }
+    for f in dataclasses.fields(defaults):
+        default = getattr(defaults, f.name)
+        text = helps.get(f.name, "")
+        if isinstance(default, bool):  # every boolean defaults to on: a --no- switch
+            p.add_argument(
+                _option(f"no_{f.name}"),
+                dest=f.name,
+                action="store_false",
+                help=f"turn off: {text[0].lower() + text[1:]}" if text else None,
+            )
+            continue
+        kind = dict(kinds[f.name])
+        flag = kind.pop("flag", _option(f.name))
+        text += kind.pop("extra", "")
+        p.add_argument(flag, dest=f.name, default=default, help=text, **kind)
+        if f.name == "jitter":
+            p.add_argument(
+                "--no-jitter", dest="jitter", action="store_const", const=None, help="no jitter"
+            )
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig of the parsed options (each field has its option)."""
+    from psetae.train.fit import TrainConfig
+
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    return TrainConfig(**{name: getattr(args, name) for name in fields})
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda")
-    p.add_argument("--num-workers", type=_non_negative_int, default=0, help="DataLoader workers")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    defaults, helps = _train_config_defaults()
+    p.add_argument("--device", default=defaults.device, help=helps["device"])
     p.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="CPU threads for torch (default: torch's choice); 1 is often fastest for this "
-        "small model on a busy or small machine",
+        "--num-workers",
+        type=_non_negative_int,
+        default=defaults.num_workers,
+        help=helps["num_workers"],
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
@@ -327,7 +389,10 @@ def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
         help="checkpoint file(s), a training folder (its best.pt) or a cross-validation "
         "folder (all its folds: an ensemble)",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="parcels per batch")
+    defaults, helps = _train_config_defaults()
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help=helps["batch_size"]
+    )
     p.add_argument("--npixel", type=_positive_int, default=None, help="default: the training S")
 
 
@@ -337,14 +402,17 @@ def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from psetae.data.simulate import simulate_s2agri
 
-    root = simulate_s2agri(
-        args.out,
-        n_parcels=args.parcels,
-        seed=args.seed,
-        preset=args.preset,
-        exist_ok=True,  # same parameters: nothing to do; other parameters: a clear error
-        overwrite=args.overwrite,
-    )
+    try:
+        root = simulate_s2agri(
+            args.out,
+            n_parcels=args.parcels,
+            seed=args.seed,
+            preset=args.preset,
+            exist_ok=True,  # same parameters: nothing to do; other parameters: a clear error
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as e:  # an --out that holds something else: the user's to fix
+        raise CliError(str(e)) from None
     print(f"simulated dataset: {root}")
     return 0
 
@@ -386,31 +454,12 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from psetae.train.crossval import cross_validate
-    from psetae.train.fit import TrainConfig
 
     if args.split is not None and not args.split.is_file():
         raise CliError(f"{args.split}: no such split file")
     if args.folds < 3 and args.split is None:
         raise CliError(f"--folds must be at least 3 (test, validation, train), got {args.folds}")
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        gamma=args.gamma,
-        npixel=args.npixel,
-        jitter=None if args.no_jitter else tuple(args.jitter),
-        seed=args.seed,
-        device=args.device,
-        amp=not args.no_amp,
-        num_workers=args.num_workers,
-        progress=not args.no_progress,
-        model=args.model,
-        nomenclature=args.nomenclature,
-        classes=args.classes,
-        extra_features=not args.no_extra_features,
-        normalisation=args.normalisation,
-    )
+    config = _train_config(args)
     result = cross_validate(
         args.root,
         args.out,
@@ -621,22 +670,8 @@ def _cmd_map(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean "the input is wrong", not "psetae is broken"."""
-    errors: list[type[BaseException]] = [OSError, ValueError, CliError]
-    try:
-        from psetae.data.download import DownloadError
-
-        errors.append(DownloadError)
-    except ImportError:  # the downloader may be absent in a partial install
-        pass
-    return tuple(errors)
-
-
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: PsetaeError) -> str:
     text = str(exc).strip() or type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
-        text = f"{exc.filename}: {text}"
     lines = text.splitlines()
     more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
     return lines[0] + more
@@ -665,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"psetae {args.command}: interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as e:
+    except PsetaeError as e:  # the input is wrong; any other exception is a bug: traceback
         print(f"psetae {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
 

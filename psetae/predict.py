@@ -24,17 +24,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
 from psetae.device import pick_device
+from psetae.errors import PsetaeError
 from psetae.io import atomic_write
 from psetae.metrics import confusion_matrix, summarize
-from psetae.models.psetae import PseTae
+from psetae.models.config import ConfigError
+from psetae.models.registry import build_model
 from psetae.progress import progress_bar
 from psetae.train.checkpoint import CheckpointError, load_checkpoint
+from psetae.train.inputs import check_input
 
 __all__ = [
+    "PredictError",
     "Prediction",
     "load_model",
     "predict",
@@ -45,6 +50,10 @@ __all__ = [
 
 PathLike = str | os.PathLike
 Checkpoints = PathLike | Sequence[PathLike]
+
+
+class PredictError(PsetaeError, ValueError):
+    """No checkpoint given, or a folder with nothing to predict or test."""
 
 
 @dataclass
@@ -90,7 +99,7 @@ def resolve_checkpoints(checkpoints: Checkpoints) -> list[Path]:
     ------
     CheckpointError
         A path that is neither a file nor such a folder.
-    ValueError
+    PredictError
         No checkpoint at all.
     """
     items = [checkpoints] if isinstance(checkpoints, (str, os.PathLike)) else list(checkpoints)
@@ -111,14 +120,15 @@ def resolve_checkpoints(checkpoints: Checkpoints) -> list[Path]:
         else:
             out.append(path)
     if not out:
-        raise ValueError("no checkpoint given")
+        raise PredictError("no checkpoint given")
     return out
 
 
 def load_model(
     checkpoint: PathLike, device: str | torch.device | None = None
-) -> tuple[PseTae, dict[str, Any]]:
-    """Load a model from a checkpoint, in eval mode.
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model from a checkpoint, in eval mode: any registered model, by the name the
+    checkpoint stores (``"psetae"`` for a checkpoint written before the registry).
 
     Parameters
     ----------
@@ -137,11 +147,15 @@ def load_model(
     Raises
     ------
     CheckpointError
-        Unreadable file, or weights that do not fit the stored model config.
+        Unreadable file, an unknown model name, or weights that do not fit the stored
+        model config.
     """
     ckpt = load_checkpoint(checkpoint)
     try:
-        model = PseTae.from_config(dict(ckpt["model_config"]))
+        model = build_model(ckpt["model_name"], dict(ckpt["model_config"]))
+    except ConfigError as e:
+        raise CheckpointError(checkpoint, f"cannot build its model ({e})") from None
+    try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0]
@@ -182,7 +196,7 @@ def _dataset_for(
 
 @torch.no_grad()
 def _log_probs(
-    model: PseTae,
+    model: nn.Module,
     dataset: PixelSetDataset,
     batch_size: int,
     num_workers: int,
@@ -223,22 +237,28 @@ def _run(
 ) -> tuple[Prediction, list[dict[str, Any]], int]:
     paths = resolve_checkpoints(checkpoints)
     dev = pick_device(device)
-    total = ids = np.zeros(0)  # replaced by the first checkpoint's
-    metas: list[dict[str, Any]] = []
-    labels = None
-    n_total = 0
-    for i, path in enumerate(paths):
-        model, meta = load_model(path, dev)
-        if metas and list(meta["class_ids"]) != list(metas[0]["class_ids"]):
+    # Every checkpoint and the whole folder are checked before the first model runs.
+    first = load_checkpoint(paths[0])
+    for path in paths[1:]:
+        if list(load_checkpoint(path)["class_ids"]) != list(first["class_ids"]):
             raise CheckpointError(
                 path, f"its classes differ from those of {paths[0]}: cannot ensemble them"
             )
+    check_input(root, first["nomenclature"], labels_required=labelled)
+    del first
+    metas: list[dict[str, Any]] = []
+    total = ids = np.zeros(0)  # replaced by the first checkpoint's
+    labels = None
+    n_total = 0
+    verb = "test" if labelled else "predict"
+    for i, path in enumerate(paths):
+        model, meta = load_model(path, dev)
         metas.append(meta)
         data = _dataset_for(root, meta, labelled, npixel)
-        desc = f"predict {i + 1}/{len(paths)}"
+        desc = f"{verb} with checkpoint {i + 1}/{len(paths)}"
         these_ids, logp = _log_probs(model, data, batch_size, num_workers, dev, progress, desc)
         if i > 0 and not np.array_equal(ids, these_ids):
-            raise ValueError(f"{path}: selects other parcels of {root} than {paths[0]} does")
+            raise PredictError(f"{path}: selects other parcels of {root} than {paths[0]} does")
         ids = these_ids
         total = logp if i == 0 else total + logp
         if labelled:
@@ -347,14 +367,14 @@ def evaluate(
     ------
     psetae.data.format.DatasetFormatError
         The folder has no labels in the checkpoint's nomenclature, or another problem.
-    ValueError
+    PredictError
         No parcel of the folder belongs to the checkpoint's classes.
     """
     pred, _, n_total = _run(
         root, checkpoints, True, batch_size, device, num_workers, npixel, progress
     )
     if len(pred.ids) == 0:
-        raise ValueError(
+        raise PredictError(
             f"{root}: no parcel is labelled with one of the checkpoint's classes "
             f"({pred.class_ids[:5]}...)"
         )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from psetae.cli import main
@@ -64,7 +67,7 @@ def test_round_trip(sim, capsys):
         "16",
         "--npixel",
         "8",
-        "--model",
+        "--model-config",
         TINY,
         "--device",
         "cpu",
@@ -172,7 +175,8 @@ def _one_line_error(code, err):
     [
         (["train", "{tmp}/missing", "--out", "{tmp}/o"], "missing: no such folder"),
         (["train", "{tmp}", "--out", "{tmp}/o", "--epochs", "0"], "expected an integer >= 1"),
-        (["train", "{tmp}", "--out", "{tmp}/o", "--model", "{{"], "not valid JSON"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--model-config", "{{"], "not valid JSON"),
+        (["train", "{tmp}", "--out", "{tmp}/o", "--model", "tea"], "invalid choice: 'tea'"),
         (
             ["train", "{tmp}", "--out", "{tmp}/o", "--folds", "3", "--split", "s.json"],
             "not allowed with argument",
@@ -245,3 +249,138 @@ def test_simulate_twice_is_a_no_op_and_other_parameters_are_refused(tmp_path, ca
     assert main(["simulate", "--preset", "test", "--parcels", "31", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "other parameters" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ input checked before writing
+
+
+def _break_parcel(root, kind):
+    """Replace parcel 12 of the tiny dataset by an array the training would refuse."""
+    path = root / "DATA" / "12.npy"
+    x = np.load(path)
+    if kind == "object":
+        np.save(path, np.array(x.tolist(), dtype=object), allow_pickle=True)
+    elif kind == "string":
+        np.save(path, x.astype(str))
+    else:
+        bad = x.astype(np.float32)
+        bad[0, 0, 0] = np.nan
+        np.save(path, bad)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["object", "string", "nan"])
+def test_train_refuses_a_bad_array_before_writing_anything(tiny_root, tmp_path, kind, capsys):
+    bad = _break_parcel(tiny_root, kind)
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", tiny_root, "--out", out, "--epochs", "1", "--no-progress")
+    line = _one_line_error(code, err)
+    assert str(bad) in line and line.startswith("psetae train: error:")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["object", "nan"])
+def test_predict_and_evaluate_refuse_a_bad_array_before_writing(sim, tmp_path, kind, capsys):
+    folder = tmp_path / "b"
+    shutil.copytree(sim / "b", folder)
+    ids = sorted(int(p.stem) for p in (folder / "DATA").glob("*.npy"))
+    bad = folder / "DATA" / f"{ids[0]}.npy"
+    x = np.load(bad).astype(np.float32)
+    x[0, 0, 0] = np.nan
+    np.save(bad, x if kind == "nan" else np.array(x.tolist(), dtype=object), allow_pickle=True)
+    ckpt = _a_checkpoint(sim, tmp_path)
+    out = tmp_path / "new" / "pred.csv"
+    code, _, err = run(capsys, "predict", folder, "--checkpoint", ckpt, "--out", out)
+    assert str(bad) in _one_line_error(code, err)
+    assert not out.parent.exists()
+    out = tmp_path / "new" / "metrics.json"
+    code, _, err = run(capsys, "evaluate", folder, "--checkpoint", ckpt, "--out", out)
+    assert str(bad) in _one_line_error(code, err)
+    assert not out.parent.exists()
+
+
+def _a_checkpoint(sim, tmp_path):
+    """A one-epoch checkpoint trained on the simulated folder 'a'."""
+    from psetae.train.crossval import cross_validate
+    from psetae.train.fit import TrainConfig
+    from tests.tiny import TINY_MODEL
+
+    model = {**TINY_MODEL, "mlp1": [10, 8, 8]}
+    config = TrainConfig(
+        epochs=1, batch_size=16, npixel=4, device="cpu", progress=False, model=model
+    )
+    return cross_validate(sim / "a", tmp_path / "cv", folds=3, config=config).checkpoints[0]
+
+
+def test_a_bad_normalisation_file_is_refused_before_writing(tiny_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(
+        capsys, "train", tiny_root, "--out", out, "--normalisation", tmp_path / "none.json"
+    )
+    assert "none.json: normalisation file not found" in _one_line_error(code, err)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ errors: user's or bugs
+
+
+def test_a_psetae_error_is_one_line_and_any_other_exception_keeps_its_traceback(
+    tiny_root, tmp_path, monkeypatch, capsys
+):
+    import psetae.train.crossval as crossval
+    from psetae.errors import PsetaeError
+
+    def user_error(*args, **kwargs):
+        raise PsetaeError("x.json: something the user can fix\nsecond line")
+
+    monkeypatch.setattr(crossval, "cross_validate", user_error)
+    code, _, err = run(capsys, "train", tiny_root, "--out", tmp_path / "o")
+    assert _one_line_error(code, err) == (
+        "psetae train: error: x.json: something the user can fix (and 1 more lines)"
+    )
+    for bug in (ValueError("a bug"), OSError("a bug"), KeyError("a bug")):
+
+        def raise_bug(*args, bug=bug, **kwargs):
+            raise bug
+
+        monkeypatch.setattr(crossval, "cross_validate", raise_bug)
+        with pytest.raises(type(bug), match="a bug"):
+            main(["train", str(tiny_root), "--out", str(tmp_path / "o")])
+
+
+# ------------------------------------------------------------------ logs
+
+
+def test_train_without_progress_prints_one_line_per_epoch(sim, tmp_path, capsys):
+    capsys.readouterr()
+    code, out, err = run(
+        capsys,
+        "train",
+        sim / "a",
+        "--out",
+        tmp_path / "cv",
+        "--folds",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--npixel",
+        "4",
+        "--model-config",
+        TINY,
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if re.match(r"fold \d/3 epoch ", line)]
+    assert len(lines) == 3 * 2
+    history = json.loads((tmp_path / "cv" / "fold_2" / "history.json").read_text())
+    r = history[1]
+    assert lines[3].startswith(
+        f"fold 2/3 epoch 2/2: train loss {r['train_loss']:.4f}, val loss {r['val_loss']:.4f}, "
+        f"val OA {r['val_oa']:.4f}, val mIoU {r['val_miou']:.4f} ("
+    )
+    assert lines[3].endswith(" s)")
+    assert "\r" not in err  # no progress bar drawn

@@ -188,3 +188,23 @@ def test_evaluate_without_any_known_class(trained, tmp_path):
     )
     with pytest.raises(ValueError, match=r"odd: no parcel"):
         evaluate(ckpts[0], root, progress=False)
+
+
+def test_the_progress_bars_say_what_they_do(trained, monkeypatch):
+    import psetae.predict as predict_module
+
+    descs = []
+
+    def recording_bar(iterable, enabled=True, **kwargs):
+        descs.append(kwargs.get("desc"))
+        return iterable
+
+    monkeypatch.setattr(predict_module, "progress_bar", recording_bar)
+    root, ckpts = trained
+    evaluate(ckpts, root, device="cpu")
+    predict(root, ckpts[0], device="cpu")
+    assert descs == [
+        "test with checkpoint 1/2",
+        "test with checkpoint 2/2",
+        "predict with checkpoint 1/1",
+    ]

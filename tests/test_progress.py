@@ -8,7 +8,7 @@ import warnings
 
 import tqdm.std
 
-from psetae.progress import progress_bar
+from psetae.progress import bars_visible, progress_bar
 
 
 def test_disabled_bar_draws_nothing_and_passes_items_through():
@@ -26,3 +26,23 @@ def test_enabled_bar_draws_without_warnings(monkeypatch):
         assert type(bar) is tqdm.std.tqdm
         assert list(bar) == [0, 1, 2]
     assert "epochs" in out.getvalue() and "3/3" in out.getvalue()
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_no_bar_on_a_stderr_that_is_a_file_and_a_bar_in_a_terminal(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no ipywidgets
+    for tty in (False, True):
+        stream = _Stream(tty)
+        monkeypatch.setattr("sys.stderr", stream)
+        assert bars_visible(True) is tty
+        assert list(progress_bar(range(3), enabled=True, desc="epochs")) == [0, 1, 2]
+        assert ("3/3" in stream.getvalue()) is tty
+    assert bars_visible(False) is False  # turned off, even in a terminal

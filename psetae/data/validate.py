@@ -451,14 +451,17 @@ def _check_arrays(
     if empty:
         report.warn(data, f"{len(empty)} empty parcel(s) (0 pixels): ids {_ids_text(empty)}")
     if nonfinite:
-        message = (
-            f"{len(nonfinite)} parcel(s) with NaN or infinite pixel values: "
-            f"ids {_ids_text(nonfinite)}"
-        )
+        files = ", ".join(str(data / f"{pid}.npy") for pid in sorted(nonfinite)[:_MAX_IDS])
+        more = f" and {len(nonfinite) - _MAX_IDS} more" if len(nonfinite) > _MAX_IDS else ""
+        message = f"{len(nonfinite)} parcel(s) with NaN or infinite pixel values: {files}{more}"
         if drop_nonfinite:
             report.warn(data, message + " (they will be dropped)")
         else:
-            report.error(data, message + "; fix them or ask to drop them (drop_nonfinite=True)")
+            report.error(
+                data,
+                message + "; fix them, or drop those parcels with --drop-nonfinite "
+                "(drop_nonfinite=True in Python)",
+            )
     if not shapes:
         return None
     channels = [s[1] for s in shapes.values()]

@@ -6,8 +6,9 @@ dicts, strings, numbers, booleans and ``None``, so that it loads with
 
 ========================  ==================================================================
 ``format``                ``"psetae-checkpoint"``
-``version``               :data:`CHECKPOINT_VERSION`
-``model_config``          constructor arguments of :class:`~psetae.models.psetae.PseTae`
+``version``               :data:`CHECKPOINT_VERSION` (1: no ``model_name``; it loads as PSE-TAE)
+``model_name``            the registry name of the model (:mod:`psetae.models.registry`)
+``model_config``          the model's config dataclass as a dict (``config.to_dict()``)
 ``state_dict``            the model weights (the best epoch's in ``best.pt``)
 ``normalisation``         ``{"mean": tensor, "std": tensor}`` applied to the pixels, or None
 ``extra_stats``           ``{"mean": tensor, "std": tensor}`` of the geometric features, or None
@@ -23,14 +24,16 @@ dicts, strings, numbers, booleans and ``None``, so that it loads with
 ``history``               per-epoch metrics (list of dicts)
 ``optimizer``             optimizer state (resume only; None in a stripped checkpoint)
 ``scaler``                GradScaler state on CUDA (resume only), else None
-``rng``                   RNG states of torch, numpy and Python (resume only)
 ========================  ==================================================================
+
+No RNG state is stored: training reseeds everything random from ``(seed, epoch)`` at the
+start of each epoch (see :mod:`psetae.train.fit`), which alone makes a resume exact.
 """
 
 from __future__ import annotations
 
 import os
-import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +49,13 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
-    "get_rng_state",
-    "set_rng_state",
     "to_plain",
 ]
 
 CHECKPOINT_FORMAT = "psetae-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: The model of a version-1 checkpoint (written before the registry): PSE-TAE.
+DEFAULT_MODEL_NAME = "psetae"
 REQUIRED_KEYS = (
     "model_config",
     "state_dict",
@@ -130,12 +133,13 @@ def load_checkpoint(path: str | os.PathLike, require_resume: bool = False) -> di
     path
         A file written by :func:`save_checkpoint`.
     require_resume
-        Also require the optimizer and RNG states needed to resume training.
+        Also require the optimizer state and epoch needed to resume training.
 
     Returns
     -------
     dict
-        The checkpoint, tensors on the CPU.
+        The checkpoint, tensors on the CPU; ``model_name`` is set (``"psetae"`` for a
+        version-1 checkpoint).
 
     Raises
     ------
@@ -148,8 +152,7 @@ def load_checkpoint(path: str | os.PathLike, require_resume: bool = False) -> di
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to parse an untrusted file is "unreadable"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(path, f"not a readable checkpoint ({first})") from None
+        raise CheckpointError(path, _unreadable(e)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(path, "not a psetae checkpoint (no 'format' marker)")
     version = ckpt.get("version")
@@ -159,49 +162,23 @@ def load_checkpoint(path: str | os.PathLike, require_resume: bool = False) -> di
         )
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if require_resume:
-        missing += [k for k in ("optimizer", "rng", "epoch") if ckpt.get(k) is None]
+        missing += [k for k in ("optimizer", "epoch") if ckpt.get(k) is None]
     if missing:
         raise CheckpointError(path, f"missing {', '.join(missing)}")
+    ckpt.setdefault("model_name", DEFAULT_MODEL_NAME)
     return ckpt
 
 
-# --------------------------------------------------------------------------- RNG states
-
-
-def get_rng_state() -> dict[str, Any]:
-    """RNG states of torch (CPU and CUDA), numpy's global generator and Python's ``random``,
-    as tensors, lists and numbers only."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore the states returned by :func:`get_rng_state`."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["kind"],
-            np.asarray(n["keys"].numpy(), dtype=np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
+def _unreadable(error: Exception) -> str:
+    """Why torch refused a file, in one line, without torch's advice to load it unsafely."""
+    text = str(error)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return (
+            f"not a readable checkpoint: it would import {refused.group(1)}, which a "
+            "checkpoint never needs; refused and not loaded, for safety"
         )
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    # torch's own text may advise loading with weights_only=False: never pass that on.
+    lines = [line for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    first = lines[0].strip() if lines else type(error).__name__
+    return f"not a readable checkpoint ({first})"

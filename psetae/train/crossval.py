@@ -23,21 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from psetae.data.classes import S2AGRI_CLASSES, S2AGRI_NOMENCLATURE
 from psetae.data.dataset import PixelSetDataset
 from psetae.data.format import (
     NORMALISATION_JSON,
     NORMALISATION_PKL,
+    DatasetFormatError,
     compute_normalisation,
     load_parcel,
     read_json,
 )
+from psetae.data.names import default_classes
 from psetae.device import pick_device
 from psetae.io import write_json_atomic
 from psetae.metrics import summarize
 from psetae.train.checkpoint import load_checkpoint
+from psetae.train.errors import TrainError
 from psetae.train.fit import TrainConfig, evaluate_model, fit
-from psetae.train.splits import Split, kfold_splits, load_split
+from psetae.train.inputs import check_input
+from psetae.train.splits import Split, kfold_splits, load_split, save_splits
 
 __all__ = [
     "CrossValResult",
@@ -79,7 +82,7 @@ class CrossValResult:
 def resolve_classes(config: TrainConfig) -> list[int] | None:
     """The class codes to keep for ``config`` (``"auto"`` resolved)."""
     if config.classes == "auto":
-        return list(S2AGRI_CLASSES) if config.nomenclature == S2AGRI_NOMENCLATURE else None
+        return default_classes(config.nomenclature)
     return config.classes  # type: ignore[return-value]
 
 
@@ -108,7 +111,7 @@ def resolve_normalisation(
         return compute_normalisation((load_parcel(root, i) for i in train_ids), per="channel")
     path = Path(choice)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: normalisation file not found")
+        raise DatasetFormatError(path, "normalisation file not found")
     return path
 
 
@@ -172,7 +175,7 @@ def _splits_for(
     if saved.exists():
         previous = read_json(saved)
         if previous != [s.to_dict() for s in splits]:
-            raise ValueError(
+            raise TrainError(
                 f"{saved}: holds other splits than the {source} asked for "
                 "(use another output folder)"
             )
@@ -213,15 +216,22 @@ def cross_validate(
 
     Raises
     ------
-    ValueError, psetae.data.format.DatasetFormatError
-        Bad dataset, bad split file, or an output folder that holds another experiment.
+    psetae.train.inputs.InvalidInputError, psetae.data.format.DatasetFormatError
+        A dataset the training would refuse (checked before anything is written).
+    TrainError
+        A bad split file, or an output folder that holds another experiment.
     """
     config = config or TrainConfig()
     root = Path(root)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # The whole input is checked before anything is written: the dataset, the split, the
+    # normalisation file, and an output folder holding another experiment.
+    check_input(root, config.nomenclature)
     splits = _splits_for(root, out, folds, config, split)
-    write_json_atomic(out / "splits.json", [s.to_dict() for s in splits])
+    if config.normalisation not in (None, "none", "auto", "compute"):
+        resolve_normalisation(root, config, [])
+    out.mkdir(parents=True, exist_ok=True)
+    save_splits(splits, out / "splits.json")
     write_json_atomic(out / "config.json", config.to_dict())
     device = pick_device(config.device)
 

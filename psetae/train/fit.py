@@ -4,8 +4,11 @@ Reproducibility. Everything random in an epoch is seeded from ``(seed, epoch)`` 
 shuffling of the training set, the pixels drawn and the jitter added by the dataset (through
 a per-epoch view of it), and dropout (``torch.manual_seed`` at the start of the
 epoch). So an interrupted run that resumes from its last checkpoint redraws exactly what the
-uninterrupted run would have drawn, and ends with the same weights and metrics. The RNG
-states are also saved in the checkpoint and restored, for any other code that uses them.
+uninterrupted run would have drawn, and ends with the same weights and metrics. This
+per-epoch reseeding is the only mechanism: no global RNG state is saved in the checkpoint.
+
+Any registered model trains here (``TrainConfig.model_name``, see
+:mod:`psetae.models.registry`).
 """
 
 from __future__ import annotations
@@ -23,31 +26,30 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from psetae.data.names import class_names
 from psetae.device import pick_device
 from psetae.io import write_json_atomic
 from psetae.losses import FocalLoss
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
-from psetae.models.psetae import PseTae
-from psetae.models.registry import model_config
-from psetae.progress import progress_bar
-from psetae.train.checkpoint import (
-    get_rng_state,
-    load_checkpoint,
-    save_checkpoint,
-    set_rng_state,
-)
+from psetae.models.config import ConfigError
+from psetae.models.registry import build_model, model_config
+from psetae.progress import bars_visible, progress_bar
+from psetae.train.checkpoint import load_checkpoint, save_checkpoint
+from psetae.train.errors import TrainError
 
 __all__ = [
     "TrainConfig",
     "FitResult",
     "fit",
-    "build_model",
+    "init_model",
     "model_config_for",
     "dataset_metadata",
     "evaluate_model",
     "epoch_seed",
+    "epoch_line",
 ]
 
 #: Config fields that may change when resuming. The resumed run equals an uninterrupted one
@@ -66,8 +68,10 @@ class TrainConfig:
         Number of epochs (paper: 100).
     batch_size
         Parcels per batch (paper: 128).
-    lr, weight_decay
-        Adam's learning rate (paper: 1e-3) and weight decay (paper: 0).
+    lr
+        Adam's learning rate (paper: 1e-3).
+    weight_decay
+        Adam's weight decay (paper: 0).
     gamma
         Focal loss exponent (paper: 1; 0 is cross-entropy).
     npixel
@@ -84,11 +88,13 @@ class TrainConfig:
     num_workers
         DataLoader worker processes (0 = load in the main process).
     progress
-        Show progress bars (terminal or notebook).
+        Show progress bars (in a terminal or a notebook; one line per epoch otherwise).
+    model_name
+        The model to train, a name of :data:`psetae.models.registry.MODELS`.
     model
-        Overrides of :class:`~psetae.models.psetae.PseTae`'s arguments, e.g.
-        ``{"mlp3": [512, 64, 64]}``. The widths fixed by the data (input channels,
-        extra features, number of dates and classes) are always set from the dataset.
+        Overrides of the model's config fields, e.g. ``{"mlp3": [512, 64, 64]}``. The
+        widths fixed by the data (input channels, extra features, number of dates and
+        classes) are always set from the dataset.
     nomenclature
         Which nomenclature of ``labels.json`` to learn.
     classes
@@ -114,6 +120,7 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     progress: bool = True
+    model_name: str = "psetae"
     model: dict[str, Any] = field(default_factory=dict)
     nomenclature: str = "label_44class"
     classes: list[int] | str | None = "auto"
@@ -124,19 +131,24 @@ class TrainConfig:
         if self.jitter is not None:
             self.jitter = tuple(float(v) for v in self.jitter)  # type: ignore[assignment]
             if len(self.jitter) != 2:
-                raise ValueError(f"jitter must be (sigma, clip) or None, got {self.jitter}")
+                raise TrainError(f"jitter must be (sigma, clip) or None, got {self.jitter}")
         if isinstance(self.classes, str):
             if self.classes != "auto":
-                raise ValueError(f"classes must be 'auto', None or a list, got {self.classes!r}")
+                raise TrainError(f"classes must be 'auto', None or a list, got {self.classes!r}")
         elif self.classes is not None:
             self.classes = [int(c) for c in self.classes]
+            if len(set(self.classes)) != len(self.classes) or not self.classes:
+                raise TrainError(f"classes must be distinct class codes, got {self.classes}")
         for name in ("epochs", "batch_size", "npixel"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise TrainError(f"num_workers must be >= 0, got {self.num_workers}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise TrainError(f"lr must be > 0, got {self.lr}")
+        if "positions" in self.model:
+            raise ConfigError("positions come from the data; do not override them")
+        model_config(self.model_name, self.model)  # an unknown name or key is refused now
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (tuples become lists)."""
@@ -146,11 +158,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`TrainError`."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; known: {sorted(known)}")
+            raise TrainError(f"unknown training config keys {unknown}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -174,7 +186,7 @@ class FitResult:
         ``best.pt``, ``last.pt`` and ``history.json`` in the output folder.
     """
 
-    model: PseTae
+    model: nn.Module
     best_epoch: int
     best_metric: float
     history: list[dict[str, float]]
@@ -192,25 +204,21 @@ def epoch_seed(seed: int, epoch: int, stream: str = "") -> int:
 # --------------------------------------------------------------------------- model and data
 
 
-def model_config_for(
-    dataset: Any, overrides: dict[str, Any] | None = None, name: str = "psetae"
-) -> dict[str, Any]:
-    """The config of model ``name`` for a dataset: defaults, then ``overrides``, then the
-    widths the data fixes (channels, extra features, dates, classes), as a dict.
+def model_config_for(dataset: Any, config: TrainConfig) -> dict[str, Any]:
+    """The config of ``config.model_name`` for a dataset, as a dict: the model's defaults,
+    then ``config.model``, then the widths the data fixes (channels, extra features, dates,
+    classes). The one place where a model's config meets the data.
     """
-    overrides = dict(overrides or {})
-    if "positions" in overrides:
-        raise ValueError("positions come from the data; do not override them")
-    cfg = model_config(name, overrides).for_data(
+    cfg = model_config(config.model_name, config.model).for_data(
         dataset.num_channels, dataset.extra_size, dataset.sequence_length, dataset.num_classes
     )
     return cfg.to_dict()
 
 
-def build_model(dataset: Any, config: TrainConfig) -> PseTae:
+def init_model(dataset: Any, config: TrainConfig) -> nn.Module:
     """A freshly initialised model (seeded with ``config.seed``) fitted to ``dataset``."""
     torch.manual_seed(config.seed)
-    return PseTae.from_config(model_config_for(dataset, config.model))
+    return build_model(config.model_name, model_config_for(dataset, config))
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
@@ -226,21 +234,6 @@ def _stats_dict(stats: Any) -> dict[str, Any] | None:
     }
 
 
-def _class_names(dataset: Any, nomenclature: str) -> list[str]:
-    names = getattr(dataset, "class_names", None)
-    if names is not None:
-        return [str(n) for n in names]
-    from psetae.data.classes import S2AGRI_NOMENCLATURE, s2agri_class_name
-
-    out = []
-    for cid in dataset.class_ids:
-        try:
-            out.append(s2agri_class_name(cid) if nomenclature == S2AGRI_NOMENCLATURE else str(cid))
-        except KeyError:
-            out.append(str(cid))
-    return out
-
-
 def dataset_metadata(dataset: Any, config: TrainConfig) -> dict[str, Any]:
     """What a checkpoint must hold about the training data to prepare new data the same way:
     normalisation, geometric-feature statistics, classes, nomenclature, S."""
@@ -248,7 +241,7 @@ def dataset_metadata(dataset: Any, config: TrainConfig) -> dict[str, Any]:
         "normalisation": _stats_dict(dataset.normalisation),
         "extra_stats": _stats_dict(dataset.extra_stats) if config.extra_features else None,
         "class_ids": [int(c) for c in dataset.class_ids],
-        "class_names": _class_names(dataset, config.nomenclature),
+        "class_names": class_names(dataset.root, config.nomenclature, dataset.class_ids),
         "nomenclature": config.nomenclature,
         "npixel": int(config.npixel),
         "extra_features": bool(config.extra_features),
@@ -297,19 +290,15 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
 
 
-def _forward(model: PseTae, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def _forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(
         batch["pixels"], batch["mask"], extra=batch.get("extra"), positions=batch.get("positions")
     )  # (B, K)
 
 
-def _progress(iterable: Any, enabled: bool, **kwargs: Any) -> Any:
-    return progress_bar(iterable, enabled, **kwargs)
-
-
 @torch.no_grad()
 def evaluate_model(
-    model: PseTae,
+    model: nn.Module,
     dataset: Dataset,
     config: TrainConfig,
     device: torch.device | None = None,
@@ -329,7 +318,7 @@ def evaluate_model(
     cm = np.zeros((k, k), dtype=np.int64)
     total, n = 0.0, 0
     loader = _loader(dataset, config, device, shuffle=False, epoch=0)
-    for batch in _progress(loader, config.progress, desc=desc, leave=False):
+    for batch in progress_bar(loader, config.progress, desc=desc, leave=False):
         batch = _to_device(batch, device)
         logits = _forward(model, batch).float()  # (B, K)
         total += float(criterion(logits, batch["label"]))
@@ -344,7 +333,7 @@ def evaluate_model(
 
 
 def _train_one_epoch(
-    model: PseTae,
+    model: nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -358,7 +347,7 @@ def _train_one_epoch(
     k = model.num_classes
     cm = np.zeros((k, k), dtype=np.int64)
     total, n = 0.0, 0
-    bar = _progress(loader, progress, desc=desc, leave=False)
+    bar = progress_bar(loader, progress, desc=desc, leave=False)
     for batch in bar:
         batch = _to_device(batch, device)
         labels = batch["label"]  # (B,)
@@ -379,6 +368,7 @@ def _train_one_epoch(
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    saved = {"model_name": "psetae", **saved}  # runs older than the registry trained PSE-TAE
     now = config.to_dict()
     diffs = [
         k
@@ -386,10 +376,22 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> 
         if k not in _RESUMABLE_CHANGES and saved.get(k) != now.get(k)
     ]
     if diffs:
-        raise ValueError(
+        raise TrainError(
             f"{path}: cannot resume, the training config differs in {diffs} "
             "(use another output folder or resume=False)"
         )
+
+
+def epoch_line(record: dict[str, float], epochs: int, desc: str = "") -> str:
+    """One epoch of the history as one line of a log, e.g.
+    ``fold 1/5 epoch 3/100: train loss 1.2034, val loss 1.3101, val OA 0.6120, val mIoU 0.3012
+    (4.1 s)``."""
+    prefix = f"{desc} " if desc else ""
+    return (
+        f"{prefix}epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+        f"val loss {record['val_loss']:.4f}, val OA {record['val_oa']:.4f}, "
+        f"val mIoU {record['val_miou']:.4f} ({record['seconds']:.1f} s)"
+    )
 
 
 def _json_number(x: float) -> float | None:
@@ -404,7 +406,7 @@ def fit(
     *,
     resume: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
-    desc: str = "epochs",
+    desc: str = "",
 ) -> FitResult:
     """Train PSE-TAE on one split, keeping the epoch with the best validation mIoU.
 
@@ -430,7 +432,7 @@ def fit(
     callback
         Called with each epoch's history record, e.g. to plot live in a notebook.
     desc
-        Label of the progress bar.
+        Label of the progress bar and of the per-epoch lines (e.g. ``"fold 2/5"``).
 
     Returns
     -------
@@ -438,26 +440,26 @@ def fit(
 
     Raises
     ------
-    ValueError
+    TrainError
         If a dataset has unlabelled parcels, the datasets disagree on the classes, or the
         checkpoint to resume from was made with another config.
     """
     config = config or TrainConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     last_path, best_path, history_path = out / "last.pt", out / "best.pt", out / "history.json"
     for name, data in (("training", train_data), ("validation", val_data)):
         if not getattr(data, "has_labels", True):
-            raise ValueError(f"the {name} set has parcels without a label: cannot train on it")
+            raise TrainError(f"the {name} set has parcels without a label: cannot train on it")
     if list(train_data.class_ids) != list(val_data.class_ids):
-        raise ValueError(
+        raise TrainError(
             f"training and validation classes differ: {list(train_data.class_ids)} vs "
             f"{list(val_data.class_ids)}"
         )
     device = pick_device(config.device)
     use_amp = bool(config.amp) and device.type == "cuda"
 
-    model = build_model(train_data, config).to(device)
+    model = init_model(train_data, config).to(device)
+    name = config.model_name
     # foreach: one fused pass over all parameters instead of a loop of small kernels (faster on CPU).
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
@@ -475,7 +477,6 @@ def fit(
         optimizer.load_state_dict(ckpt["optimizer"])
         if use_amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
         history = list(ckpt["history"])
         best_epoch = int(ckpt["best_epoch"])
         best_metric = float(ckpt["best_metric"])
@@ -483,10 +484,12 @@ def fit(
     else:
         # Starting over: a best.pt left by an earlier run must not be mistaken for ours.
         best_path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # only now: everything above may refuse the input
 
     def checkpoint(epoch: int, for_resume: bool) -> dict[str, Any]:
         return {
             **meta,
+            "model_name": name,
             "model_config": model.config.to_dict(),
             "state_dict": model.state_dict(),
             "train_config": config.to_dict(),
@@ -496,13 +499,14 @@ def fit(
             "history": history,
             "optimizer": optimizer.state_dict() if for_resume else None,
             "scaler": scaler.state_dict() if (for_resume and use_amp) else None,
-            "rng": get_rng_state() if for_resume else None,
         }
 
-    epochs = _progress(
+    # Without bars (turned off, or stderr is a file), one line per epoch tells the progress.
+    log_epochs = not bars_visible(config.progress)
+    epochs = progress_bar(
         range(start, config.epochs + 1),
         config.progress,
-        desc=desc,
+        desc=desc or "epochs",
         initial=start - 1,
         total=config.epochs,
     )
@@ -543,7 +547,9 @@ def fit(
         write_json_atomic(
             history_path, [{k: _json_number(v) for k, v in r.items()} for r in history]
         )
-        if config.progress:
+        if log_epochs:
+            print(epoch_line(record, config.epochs, desc), flush=True)
+        else:
             epochs.set_postfix(val_miou=f"{va['miou']:.3f}", best=f"{best_metric:.3f}")
         if callback is not None:
             callback(record)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from psetae.io import write_json_atomic
+from psetae.train.errors import TrainError
 
 __all__ = ["Split", "kfold_splits", "load_split", "save_split", "save_splits"]
 
@@ -35,20 +36,20 @@ class Split:
         self.check()
 
     def check(self, source: str = "split") -> None:
-        """Raise ``ValueError`` if a part is empty (train, val), holds duplicates or overlaps."""
+        """Raise :class:`TrainError` if a part is empty (train, val), holds duplicates or overlaps."""
         if not self.train:
-            raise ValueError(f"{source}: the training set is empty")
+            raise TrainError(f"{source}: the training set is empty")
         if not self.val:
-            raise ValueError(f"{source}: the validation set is empty")
+            raise TrainError(f"{source}: the validation set is empty")
         for name in ("train", "val", "test"):
             ids = getattr(self, name)
             if len(set(ids)) != len(ids):
-                raise ValueError(f"{source}: '{name}' lists some ids more than once")
+                raise TrainError(f"{source}: '{name}' lists some ids more than once")
         for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
             common = set(getattr(self, a)) & set(getattr(self, b))
             if common:
                 example = sorted(common)[:3]
-                raise ValueError(
+                raise TrainError(
                     f"{source}: {len(common)} ids are in both '{a}' and '{b}' (e.g. {example})"
                 )
 
@@ -57,12 +58,12 @@ class Split:
         return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
 
     def restricted_to(self, known: Iterable[int], source: str = "split") -> None:
-        """Raise ``ValueError`` naming ids of the split that are not in ``known``."""
+        """Raise :class:`TrainError` naming ids of the split that are not in ``known``."""
         known = set(int(i) for i in known)
         for name in ("train", "val", "test"):
             missing = [i for i in getattr(self, name) if i not in known]
             if missing:
-                raise ValueError(
+                raise TrainError(
                     f"{source}: {len(missing)} '{name}' ids are not parcels of the dataset "
                     f"(e.g. {missing[:3]})"
                 )
@@ -87,16 +88,16 @@ def kfold_splits(ids: Sequence[int], folds: int = 5, seed: int = 0) -> list[Spli
 
     Raises
     ------
-    ValueError
+    TrainError
         If ``folds < 3``, ids repeat, or there are fewer ids than folds.
     """
     if folds < 3:
-        raise ValueError(f"k-fold needs at least 3 folds (test, validation, train), got {folds}")
+        raise TrainError(f"k-fold needs at least 3 folds (test, validation, train), got {folds}")
     arr = np.array(sorted(int(i) for i in ids), dtype=np.int64)
     if len(np.unique(arr)) != len(arr):
-        raise ValueError("the ids to split contain duplicates")
+        raise TrainError("the ids to split contain duplicates")
     if len(arr) < folds:
-        raise ValueError(f"cannot cut {len(arr)} parcels into {folds} folds")
+        raise TrainError(f"cannot cut {len(arr)} parcels into {folds} folds")
     # Sorting first makes the result independent of the order the ids were listed in.
     order = np.random.default_rng(seed).permutation(len(arr))
     parts = np.array_split(arr[order], folds)
@@ -113,7 +114,7 @@ def load_split(path: str | os.PathLike) -> Split:
 
     Raises
     ------
-    ValueError
+    TrainError
         Naming the file, if it is not such a JSON object of integer lists.
     OSError
         If the file cannot be read.
@@ -122,27 +123,27 @@ def load_split(path: str | os.PathLike) -> Split:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise TrainError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with keys 'train', 'val', 'test'")
+        raise TrainError(f"{path}: expected a JSON object with keys 'train', 'val', 'test'")
     unknown = set(data) - {"train", "val", "test"}
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (allowed: train, val, test)")
+        raise TrainError(f"{path}: unknown keys {sorted(unknown)} (allowed: train, val, test)")
     parts: dict[str, list[int]] = {}
     for name in ("train", "val", "test"):
         values = data.get(name, [])
         if not isinstance(values, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values
         ):
-            raise ValueError(f"{path}: '{name}' must be a list of integer parcel ids")
+            raise TrainError(f"{path}: '{name}' must be a list of integer parcel ids")
         parts[name] = values
     for name in ("train", "val"):
         if name not in data:
-            raise ValueError(f"{path}: missing key '{name}'")
+            raise TrainError(f"{path}: missing key '{name}'")
     try:
         return Split(**parts)
     except ValueError as e:
-        raise ValueError(f"{path}: {str(e).removeprefix('split: ')}") from None
+        raise TrainError(f"{path}: {str(e).removeprefix('split: ')}") from None
 
 
 def save_split(split: Split, path: str | os.PathLike) -> None:

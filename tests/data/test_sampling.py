@@ -89,3 +89,11 @@ def test_jitter_is_clipped_gaussian():
     assert np.abs(y).max() == pytest.approx(0.5)
     # P(|Z| < 0.5) = 0.383 for Z ~ N(0, 1): the rest is clipped to +-0.5.
     assert float(np.mean(np.abs(y) < 0.5)) == pytest.approx(0.383, abs=0.01)
+
+
+def test_without_replacement_never_repeats_a_pixel():
+    # S = n - 1: drawing with replacement would repeat a pixel in all but ~7e-6 of the draws,
+    # so 50 seeds tell the two apart deterministically (not by the luck of one seed).
+    for seed in range(50):
+        index, _ = sample_indices(17, 16, np.random.default_rng(seed))
+        assert len(set(index.tolist())) == 16

@@ -110,11 +110,14 @@ def test_non_finite_values(tmp_path, tiny):
     arrays[20][2, 2, 0] = -np.inf
     root = tiny.make(tmp_path / "ds", pixels=arrays)
     report = validate_dataset(root)
+    data = root / "DATA"
+    files = f"{data / '12.npy'}, {data / '20.npy'}"
     assert _errors_about(
-        report, "DATA: 2 parcel(s) with NaN or infinite pixel values: ids 12, 20; fix them"
+        report, f"DATA: 2 parcel(s) with NaN or infinite pixel values: {files}; fix them"
     )
+    assert _errors_about(report, "--drop-nonfinite")
     dropping = validate_dataset(root, drop_nonfinite=True)
-    assert dropping.ok and any("ids 12, 20 (they will be dropped)" in w for w in dropping.warnings)
+    assert dropping.ok and any(f"{files} (they will be dropped)" in w for w in dropping.warnings)
 
 
 def test_unreadable_array(tiny_root):

@@ -12,6 +12,7 @@ import torch
 from psetae.data.dataset import PixelSetDataset
 from psetae.data.format import write_dataset
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
+from psetae.models.config import ConfigError
 from psetae.train.checkpoint import load_checkpoint
 from psetae.train.fit import TrainConfig, evaluate_model, fit, model_config_for
 from tests.tiny import TINY_MODEL
@@ -80,13 +81,15 @@ def test_config_defaults_are_the_papers_and_json():
 
 def test_model_config_follows_the_data(crop_root):
     train, _ = datasets(crop_root, tiny_config())
-    cfg = model_config_for(train, {"mlp3": [32, 16], "mlp1": [99, 8, 8]})
+    cfg = model_config_for(train, tiny_config(model={"mlp3": [32, 16], "mlp1": [99, 8, 8]}))
     assert cfg["input_dim"] == 3 and cfg["mlp1"] == [3, 8, 8]
     assert cfg["mlp2"][0] == 2 * 8 + 4 and cfg["extra_size"] == 4
     assert cfg["mlp4"][0] == 16 and cfg["mlp4"][-1] == 3
     assert cfg["len_max_seq"] == 5
-    with pytest.raises(ValueError, match="unknown PseTaeConfig keys"):
-        model_config_for(train, {"width": 3})
+    with pytest.raises(ConfigError, match="unknown PseTaeConfig keys"):
+        tiny_config(model={"width": 3})  # refused when the config is made, before any run
+    with pytest.raises(ConfigError, match="unknown model 'tea'"):
+        tiny_config(model_name="tea")
 
 
 def test_fit_writes_history_and_checkpoints(crop_root, tmp_path):
