@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from psetae.errors import PsetaeError
 
 __all__ = ["main", "build_parser", "CliError"]
@@ -66,6 +68,14 @@ _positive_int = _number(int, 1, inclusive=True)
 _non_negative_int = _number(int, 0, inclusive=True)
 _positive_float = _number(float, 0, inclusive=False)
 _non_negative_float = _number(float, 0, inclusive=True)
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    value = _non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction below 1, got {text!r}")
+    return value
 
 
 def _existing_dir(text: str) -> Path:
@@ -225,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and summed confusion matrices. Re-running the same command resumes.",
         "examples:\n"
         "  psetae train data/s2agri-sim --out runs/cv --epochs 20\n"
+        "  psetae train data/mine --out runs/simple --val-fraction 0.2 --test-data data/other\n"
         "  psetae train data/s2agri --out runs/fixed --split split.json\n"
         'split.json: {"train": [ids], "val": [ids], "test": [ids]} (test optional)',
     )
@@ -233,6 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--folds", type=_positive_int, default=5, help="k of the k-fold split")
     g.add_argument("--split", type=Path, default=None, help="a fixed split (JSON of ids)")
+    g.add_argument(
+        "--val-fraction",
+        type=_fraction,
+        default=None,
+        help="one shuffled split: this share of the parcels for validation (e.g. 0.2)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.0,
+        help="with --val-fraction: this share of the parcels for the test (default 0)",
+    )
+    p.add_argument(
+        "--test-data",
+        type=_existing_dir,
+        default=None,
+        help="a separate labelled folder to test the trained model(s) on, after training",
+    )
     _add_train_config_options(p)
     p.add_argument(
         "--threads",
@@ -242,6 +271,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.set_defaults(handler=_cmd_train)
+
+    # baseline
+    p = command(
+        "baseline",
+        "train the random-forest baseline on the same splits as train",
+        "A scikit-learn random forest on per-date statistics of each pixel set (mean and "
+        "standard deviation of every band on every date, plus the geometric features), on "
+        "exactly the splits, classes and metrics of `psetae train` with the same options. "
+        "The forests (fold_<k>/forest.npz, arrays only, no pickle) are evaluated and used to "
+        "predict with `psetae evaluate` and `psetae predict`, like checkpoints.",
+        "examples:\n"
+        "  psetae baseline data/s2agri-sim --out runs/forest\n"
+        "  psetae evaluate data/other-region --checkpoint runs/forest",
+    )
+    p.add_argument("root", type=_existing_dir, help="labelled dataset folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--folds", type=_positive_int, default=5, help="k of the k-fold split")
+    g.add_argument("--split", type=Path, default=None, help="a fixed split (JSON of ids)")
+    g.add_argument("--val-fraction", type=_fraction, default=None, help="as for train")
+    p.add_argument("--test-fraction", type=_fraction, default=0.0, help="as for train")
+    p.add_argument("--trees", type=_positive_int, default=100, help="trees in the forest")
+    p.add_argument("--nomenclature", default="auto", help="as for train")
+    p.add_argument("--classes", type=_classes, default="auto", help="as for train")
+    p.add_argument("--seed", type=int, default=0, help="seeds the splits and the forest")
+    p.add_argument("--no-extra-features", dest="extra_features", action="store_false",
+                   help="leave the geometric features out")  # fmt: skip
+    p.add_argument("--drop-nonfinite", action="store_true", help="as for train")
+    p.set_defaults(handler=_cmd_baseline)
 
     # evaluate
     p = command(
@@ -337,16 +395,21 @@ def _add_train_config_options(p: argparse.ArgumentParser) -> None:
         "nomenclature": {},
         "classes": {"type": _classes, "extra": "; on the command line 'auto', 'all' or 1,3,4"},
         "normalisation": {},
+        "init": {"choices": ["reference", "pytorch"]},
+        "lr_schedule": {"choices": ["constant", "cosine"]},
+        "focal_gradient": {"choices": ["exact", "reference"]},
+        "eval_draws": {"type": _positive_int},
     }
     for f in dataclasses.fields(defaults):
         default = getattr(defaults, f.name)
         text = helps.get(f.name, "")
-        if isinstance(default, bool):  # every boolean defaults to on: a --no- switch
+        if isinstance(default, bool):  # on by default: a --no- switch; off: a plain switch
+            on = _option(f"no_{f.name}") if default else _option(f.name)
             p.add_argument(
-                _option(f"no_{f.name}"),
+                on,
                 dest=f.name,
-                action="store_false",
-                help=f"turn off: {text[0].lower() + text[1:]}" if text else None,
+                action="store_false" if default else "store_true",
+                help=(f"turn off: {text[0].lower() + text[1:]}" if default else text) or None,
             )
             continue
         kind = dict(kinds[f.name])
@@ -459,13 +522,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CliError(f"{args.split}: no such split file")
     if args.folds < 3 and args.split is None:
         raise CliError(f"--folds must be at least 3 (test, validation, train), got {args.folds}")
+    if args.test_fraction and args.val_fraction is None:
+        raise CliError("--test-fraction needs --val-fraction")
     config = _train_config(args)
+    split = args.split
+    if args.val_fraction is not None:
+        split = (args.val_fraction, args.test_fraction)
+    if args.test_data is not None:
+        from psetae.train.inputs import check_input
+
+        check_input(args.test_data, None if config.nomenclature == "auto" else config.nomenclature)
     result = cross_validate(
         args.root,
         args.out,
         folds=args.folds,
         config=config,
-        split=args.split,
+        split=split,
         resume=not args.fresh,
     )
     for f in result.folds:
@@ -477,8 +549,68 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if result.overall is not None:
         o = result.overall
         print(f"overall (summed confusion matrix): OA {o['oa']:.4f}  mIoU {o['miou']:.4f}")
+    if args.test_data is not None:
+        from psetae.io import write_json_atomic
+        from psetae.predict import evaluate
+
+        ev = evaluate(result.checkpoints, args.test_data, progress=config.progress)
+        path = Path(args.out) / "test_data.json"
+        write_json_atomic(path, ev)
+        print(
+            f"{args.test_data} (the folds as an ensemble): OA {ev['oa']:.4f}  mIoU {ev['miou']:.4f}"
+        )
+        print(f"test data metrics: {path}")
     print(f"results: {result.results_path}")
     return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from psetae.train.fit import TrainConfig
+    from psetae.train.forest import cross_validate_forest
+
+    if args.test_fraction and args.val_fraction is None:
+        raise CliError("--test-fraction needs --val-fraction")
+    split = args.split
+    if args.val_fraction is not None:
+        split = (args.val_fraction, args.test_fraction)
+    config = TrainConfig(
+        nomenclature=args.nomenclature,
+        classes=args.classes,
+        seed=args.seed,
+        extra_features=args.extra_features,
+        drop_nonfinite=args.drop_nonfinite,
+    )
+    results = cross_validate_forest(
+        args.root, args.out, folds=args.folds, config=config, split=split, n_trees=args.trees
+    )
+    for f in results["folds"]:
+        test = f["test"]
+        tail = f"test OA {test['oa']:.4f} mIoU {test['miou']:.4f}" if test else "no test set"
+        print(f"fold {f['fold']}: val mIoU {f['val_miou']:.4f}, {tail}")
+    if results["overall"] is not None:
+        o = results["overall"]
+        print(f"overall (summed confusion matrix): OA {o['oa']:.4f}  mIoU {o['miou']:.4f}")
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _forest_prediction(args: argparse.Namespace, forests: list[Path], labelled: bool) -> Any:
+    """The forests' prediction on ``args.root``, as psetae.predict's Prediction."""
+    from psetae.predict import Prediction
+    from psetae.train.forest import forest_predict
+    from psetae.train.inputs import check_input
+
+    check_input(args.root, labels_required=labelled)
+    out = forest_predict(args.root, forests, labelled)
+    probs = out["probabilities"]
+    return Prediction(
+        ids=out["ids"],
+        predicted=probs.argmax(axis=1).astype(np.int64),
+        probabilities=probs,
+        class_ids=out["class_ids"],
+        class_names=out["class_names"],
+        labels=out["labels"],
+    )
 
 
 def _inference_options(args: argparse.Namespace) -> dict:
@@ -495,12 +627,22 @@ def _inference_options(args: argparse.Namespace) -> dict:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from psetae.io import write_json_atomic
     from psetae.predict import evaluate
+    from psetae.train.forest import find_forests
 
-    out = evaluate(
-        args.checkpoint,
-        args.root,
-        **_inference_options(args),
-    )
+    forests = find_forests(args.checkpoint)
+    if forests is not None:  # the random-forest baseline
+        from psetae.metrics import confusion_matrix, summarize
+
+        pred = _forest_prediction(args, forests, labelled=True)
+        cm = confusion_matrix(pred.labels, pred.predicted, len(pred.class_ids))
+        out = {**summarize(cm, pred.class_names), "root": str(args.root),
+               "checkpoints": [str(p) for p in forests], "n_skipped": 0}  # fmt: skip
+    else:
+        out = evaluate(
+            args.checkpoint,
+            args.root,
+            **_inference_options(args),
+        )
     print(f"{out['n']} parcels ({out['n_skipped']} of other classes skipped)")
     print(f"OA {out['oa']:.4f}  mIoU {out['miou']:.4f}  macro F1 {out['macro_f1']:.4f}")
     width = max(len(n) for n in out["class_names"])
@@ -524,13 +666,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from psetae.predict import predict
+    from psetae.train.forest import find_forests
 
-    pred = predict(
-        args.root,
-        args.checkpoint,
-        args.out,
-        **_inference_options(args),
-    )
+    forests = find_forests(args.checkpoint)
+    if forests is not None:  # the random-forest baseline
+        from psetae.predict import write_predictions_csv
+
+        pred = _forest_prediction(args, forests, labelled=False)
+        write_predictions_csv(pred, args.out)
+    else:
+        pred = predict(
+            args.root,
+            args.checkpoint,
+            args.out,
+            **_inference_options(args),
+        )
     print(f"{len(pred.ids)} parcels predicted, written to {args.out}")
     return 0
 

@@ -8,8 +8,12 @@ keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["PsetaeError"]
+__all__ = ["OutputExistsError", "PsetaeError"]
 
 
 class PsetaeError(Exception):
     """A problem with the user's input or environment, told in one clear message."""
+
+
+class OutputExistsError(PsetaeError, FileExistsError):
+    """An output path that exists already (the message says how to replace it)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from psetae.data.format import DatasetFormatError, read_json
-from psetae.errors import PsetaeError
+from psetae.errors import OutputExistsError, PsetaeError
 
 __all__ = ["MapError", "read_predictions", "join_predictions", "write_prediction_map"]
 
@@ -183,7 +183,7 @@ def write_prediction_map(
     if driver is None:
         raise MapError(f"{out}: the map must be a .gpkg, .geojson or .json file")
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
     gdf = join_predictions(
         predictions,
         parcels,

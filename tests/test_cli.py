@@ -289,6 +289,7 @@ def test_predict_and_evaluate_refuse_a_bad_array_before_writing(sim, tmp_path, k
     x[0, 0, 0] = np.nan
     np.save(bad, x if kind == "nan" else np.array(x.tolist(), dtype=object), allow_pickle=True)
     ckpt = _a_checkpoint(sim, tmp_path)
+    capsys.readouterr()  # what training said
     out = tmp_path / "new" / "pred.csv"
     code, _, err = run(capsys, "predict", folder, "--checkpoint", ckpt, "--out", out)
     assert str(bad) in _one_line_error(code, err)

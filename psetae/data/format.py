@@ -39,6 +39,7 @@ import numpy as np
 
 from psetae.data.errors import DatasetFormatError
 from psetae.data.safe_pickle import safe_load_pickle
+from psetae.errors import OutputExistsError
 from psetae.io import atomic_write, cleanup_stale_temporaries, replace_dir, write_json_atomic
 
 __all__ = [
@@ -161,7 +162,7 @@ def write_dataset(
     root = Path(root)
     cleanup_stale_temporaries(root.parent, root.name)  # restores a swap cut by a crash
     if root.exists() and not overwrite:
-        raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
     dates = [int(d) for d in dates]
     for d in dates:
         parse_date(d, root / "META" / "dates.json")
@@ -226,7 +227,7 @@ def _dump(path: Path, obj: object) -> None:
 def _swap_into_place(tmp: Path, root: Path, overwrite: bool) -> None:
     """Rename the finished ``tmp`` folder to ``root`` (replacing it if ``overwrite``)."""
     if root.exists() and not overwrite:
-        raise FileExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{root}: exists already (pass overwrite=True to replace it)")
     replace_dir(tmp, root)
 
 

@@ -2,7 +2,8 @@
 
 Where they come from, first found first:
 
-1. ``META/classes.json``, ``{"<code>": "name"}`` (written by the raster importer, or by hand);
+1. ``META/<nomenclature>_names.json`` (written by the raster importer) or
+   ``META/classes.json`` (by hand), ``{"<code>": "name"}``;
 2. the S2-Agri table (:mod:`psetae.data.classes`) for S2-Agri's ``label_44class``;
 3. the class codes themselves, as strings.
 """
@@ -54,9 +55,10 @@ def class_names(root: str | os.PathLike, nomenclature: str, class_ids: Sequence[
     Raises
     ------
     psetae.data.format.DatasetFormatError
-        ``META/classes.json`` is malformed or has no name for one of ``class_ids``.
+        The names file is malformed or has no name for one of ``class_ids``.
     """
-    path = Path(root) / CLASSES_JSON
+    own = Path(root) / "META" / f"{nomenclature}_names.json"
+    path = own if own.is_file() else Path(root) / CLASSES_JSON
     if path.is_file():
         names = _read_names(path)
         missing = [int(c) for c in class_ids if int(c) not in names]

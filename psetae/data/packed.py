@@ -46,6 +46,7 @@ from psetae.data.format import (
     read_json,
     read_sizes,
 )
+from psetae.errors import OutputExistsError
 from psetae.io import cleanup_stale_temporaries, replace_dir
 
 __all__ = ["PACKED_DIR", "pack_dataset", "has_packed", "PackedStore", "main"]
@@ -124,7 +125,7 @@ def pack_dataset(
     target = final if out is None else dest  # the folder renamed into place
     cleanup_stale_temporaries(target.parent, target.name)  # restores a swap cut by a crash
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{target}: exists already (pass overwrite=True to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:

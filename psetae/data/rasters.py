@@ -60,7 +60,7 @@ from psetae.data.format import (
     write_json_atomic,
     write_normalisation,
 )
-from psetae.errors import PsetaeError
+from psetae.errors import OutputExistsError, PsetaeError
 from psetae.io import replace_dir
 
 __all__ = [
@@ -583,7 +583,7 @@ def import_rasters(
     """
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
     if int(tile) < 16:
         raise ValueError(f"tile must be at least 16 pixels, not {tile}")
     series = open_series(rasters, bands=bands, cloud_band=cloud_band, date_pattern=date_pattern)

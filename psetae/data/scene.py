@@ -34,6 +34,7 @@ from psetae.data.simulate import (
     SimulationConfig,
     simulate_arrays,
 )
+from psetae.errors import OutputExistsError
 from psetae.io import replace_dir
 
 __all__ = ["SceneFiles", "simulate_scene", "CLOUD_BAND", "SCENE_CRS"]
@@ -126,7 +127,7 @@ def simulate_scene(
 
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
+        raise OutputExistsError(f"{out}: exists already (pass overwrite=True to replace it)")
     if min(width, height, n_fields) < 1 or pixel_size <= 0:
         raise ValueError("width, height, n_fields and pixel_size must be positive")
     if not 0 <= cloudy_dates <= len(dates):

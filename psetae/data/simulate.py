@@ -49,6 +49,7 @@ from typing import TextIO
 import numpy as np
 
 from psetae.data.format import DatasetFormatError, read_json, write_normalisation
+from psetae.errors import OutputExistsError
 from psetae.io import replace_dir
 
 __all__ = [
@@ -1011,16 +1012,18 @@ def _same_simulation(root: Path, params: Mapping[str, object]) -> list[str]:
     """Differences between the parameters ``root`` was simulated with and ``params``."""
     path = root / "META" / "simulation.json"
     if not path.is_file():
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{root}: exists but is not a simulated dataset ({path} is missing); "
             "choose another folder or delete it"
         )
     try:
         old = read_json(path)
     except DatasetFormatError as e:
-        raise FileExistsError(f"{root}: exists but its simulation record is unreadable: {e}") from e
+        raise OutputExistsError(
+            f"{root}: exists but its simulation record is unreadable: {e}"
+        ) from e
     if not isinstance(old, dict):
-        raise FileExistsError(f"{path}: not a simulation record")
+        raise OutputExistsError(f"{path}: not a simulation record")
     new = json.loads(json.dumps(params))
     diffs = []
     if old.get("simulator_version") != new["simulator_version"]:
@@ -1088,11 +1091,13 @@ def simulate_s2agri(
     params = simulation_params(cfg)
     if root.exists() and not overwrite:
         if not exist_ok:
-            raise FileExistsError(f"{root}: exists already (pass exist_ok=True or overwrite=True)")
+            raise OutputExistsError(
+                f"{root}: exists already (pass exist_ok=True or overwrite=True)"
+            )
         diffs = _same_simulation(root, params)
         if not diffs:
             return root
-        raise FileExistsError(
+        raise OutputExistsError(
             f"{root}: exists but was simulated with other parameters ({'; '.join(diffs)}); "
             "delete it, choose another folder or pass overwrite=True"
         )

@@ -15,8 +15,10 @@ validation and test parcels are prepared with them, so nothing of the test set l
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,18 +33,21 @@ from psetae.data.format import (
     compute_normalisation,
     load_parcel,
     read_json,
+    read_labels,
 )
 from psetae.data.names import default_classes
 from psetae.device import pick_device
 from psetae.io import write_json_atomic
 from psetae.metrics import summarize
+from psetae.train.adapt import adapt_to_data, resolve_nomenclature
 from psetae.train.checkpoint import load_checkpoint
 from psetae.train.errors import TrainError
 from psetae.train.fit import TrainConfig, evaluate_model, fit
 from psetae.train.inputs import check_input
-from psetae.train.splits import Split, kfold_splits, load_split, save_splits
+from psetae.train.splits import Split, fraction_split, kfold_splits, load_split, save_splits
 
 __all__ = [
+    "prepare_run",
     "CrossValResult",
     "cross_validate",
     "make_datasets",
@@ -126,6 +131,7 @@ def _dataset(root: Path, config: TrainConfig, ids: Sequence[int], train: bool, *
         train=train,
         seed=config.seed,
         ids=list(ids),
+        drop_nonfinite=config.drop_nonfinite,
         **kw,
     )
 
@@ -156,17 +162,26 @@ def _parcel_ids(root: Path, config: TrainConfig) -> list[int]:
         npixel=1,
         extra_features=False,
         train=False,
+        drop_nonfinite=config.drop_nonfinite,
     )
     return [int(i) for i in ds.ids]
 
 
 def _splits_for(
-    root: Path, out: Path, folds: int, config: TrainConfig, split: Split | str | os.PathLike | None
+    root: Path,
+    out: Path,
+    folds: int,
+    config: TrainConfig,
+    split: Split | str | os.PathLike | tuple[float, float] | None,
 ) -> list[Split]:
     ids = _parcel_ids(root, config)
     if split is None:
         splits = kfold_splits(ids, folds=folds, seed=config.seed)
         source = f"{folds}-fold split of {root}"
+    elif isinstance(split, tuple):
+        val_fraction, test_fraction = split
+        splits = [fraction_split(ids, val_fraction, test_fraction, seed=config.seed)]
+        source = f"split of {root} by fractions (val {val_fraction}, test {test_fraction})"
     else:
         source = str(split) if not isinstance(split, Split) else "split"
         splits = [split if isinstance(split, Split) else load_split(split)]
@@ -182,14 +197,61 @@ def _splits_for(
     return splits
 
 
+def _notice(line: str) -> None:
+    print(f"psetae: {line}", file=sys.stderr, flush=True)
+
+
+def prepare_run(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    folds: int,
+    config: TrainConfig,
+    split: Split | str | os.PathLike | tuple[float, float] | None = None,
+    notify: Callable[[str], None] | None = _notice,
+) -> tuple[TrainConfig, list[Split]]:
+    """Everything a run decides and checks before it writes anything.
+
+    The nomenclature is resolved, the dataset checked (:func:`~psetae.train.inputs.check_input`),
+    the settings that the data decides are adapted (:func:`~psetae.train.adapt.adapt_to_data`,
+    one notice per change through ``notify``), the splits made or read and compared with
+    those of an earlier run in ``out_dir``, and a chosen normalisation file read.
+
+    Returns
+    -------
+    (config, splits)
+        The config the run will use and its splits.
+    """
+    root, out = Path(root), Path(out_dir)
+    config = dataclasses.replace(
+        config, nomenclature=resolve_nomenclature(root, config.nomenclature)
+    )
+    check_input(root, config.nomenclature, drop_nonfinite=config.drop_nonfinite)
+    every = config.classes is None or (
+        config.classes == "auto" and default_classes(config.nomenclature) is None
+    )
+    if every:
+        # Every stored class, fixed over the whole dataset: a class absent from one fold's
+        # training parcels keeps its logit, and every fold has the same classes.
+        codes = sorted({c for c in read_labels(root, config.nomenclature).values() if c >= 0})
+        config = dataclasses.replace(config, classes=codes)
+    config, notices = adapt_to_data(root, config)
+    splits = _splits_for(root, out, folds, config, split)
+    if config.normalisation not in (None, "none", "auto", "compute"):
+        resolve_normalisation(root, config, [])
+    for line in notices if notify else ():  # said once the run is known to go ahead
+        notify(line)
+    return config, splits
+
+
 def cross_validate(
     root: str | os.PathLike,
     out_dir: str | os.PathLike,
     folds: int = 5,
     config: TrainConfig | None = None,
-    split: Split | str | os.PathLike | None = None,
+    split: Split | str | os.PathLike | tuple[float, float] | None = None,
     *,
     resume: bool = True,
+    notify: Callable[[str], None] | None = _notice,
 ) -> CrossValResult:
     """Train and test PSE-TAE with the paper's k-fold protocol, or on one fixed split.
 
@@ -205,10 +267,14 @@ def cross_validate(
     config
         The :class:`~psetae.train.fit.TrainConfig` (defaults: the paper's protocol).
     split
-        A fixed split (a :class:`~psetae.train.splits.Split` or the path of its JSON)
-        instead of the k folds.
+        Instead of the k folds: a fixed split (a :class:`~psetae.train.splits.Split` or the
+        path of its JSON), or ``(val_fraction, test_fraction)`` for one shuffled split by
+        fractions (:func:`~psetae.train.splits.fraction_split`).
     resume
         Continue folds from their ``last.pt`` (finished folds are only re-tested).
+    notify
+        Called with each notice of a setting the data changed (default: printed to stderr);
+        None for silence.
 
     Returns
     -------
@@ -221,15 +287,11 @@ def cross_validate(
     TrainError
         A bad split file, or an output folder that holds another experiment.
     """
-    config = config or TrainConfig()
     root = Path(root)
     out = Path(out_dir)
     # The whole input is checked before anything is written: the dataset, the split, the
     # normalisation file, and an output folder holding another experiment.
-    check_input(root, config.nomenclature)
-    splits = _splits_for(root, out, folds, config, split)
-    if config.normalisation not in (None, "none", "auto", "compute"):
-        resolve_normalisation(root, config, [])
+    config, splits = prepare_run(root, out, folds, config or TrainConfig(), split, notify)
     out.mkdir(parents=True, exist_ok=True)
     save_splits(splits, out / "splits.json")
     write_json_atomic(out / "config.json", config.to_dict())

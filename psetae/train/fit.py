@@ -35,6 +35,7 @@ from psetae.io import write_json_atomic
 from psetae.losses import FocalLoss
 from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.models.config import ConfigError
+from psetae.models.init import reference_init_
 from psetae.models.registry import build_model, model_config
 from psetae.progress import bars_visible, progress_bar
 from psetae.train.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +57,13 @@ __all__ = [
 #: exactly only with the same ``num_workers`` (each worker has its own sampling stream) and
 #: the same kind of device.
 _RESUMABLE_CHANGES = {"epochs", "progress", "num_workers", "device"}
+
+#: The allowed values of the TrainConfig fields that are a choice among names.
+_CHOICES = {
+    "init": ("reference", "pytorch"),
+    "lr_schedule": ("constant", "cosine"),
+    "focal_gradient": ("exact", "reference"),
+}
 
 
 @dataclass
@@ -96,7 +104,8 @@ class TrainConfig:
         widths fixed by the data (input channels, extra features, number of dates and
         classes) are always set from the dataset.
     nomenclature
-        Which nomenclature of ``labels.json`` to learn.
+        Which nomenclature of ``labels.json`` to learn; ``"auto"``: the dataset's only one,
+        or ``label_44class`` among several (see :func:`psetae.train.adapt.adapt_to_data`).
     classes
         The class codes to keep, in logit order; ``"auto"``: the paper's 20 classes for
         ``label_44class`` and every stored label otherwise; None: every stored label.
@@ -106,6 +115,22 @@ class TrainConfig:
         ``"auto"``: the dataset's ``normalisation.json`` or ``.pkl`` if it has one, else per
         channel statistics of the training parcels; ``"compute"``: always the latter;
         ``"none"``; or the path of a .json / .npz / .pkl file.
+    drop_nonfinite
+        Drop the parcels that have NaN or infinite pixels (default: refuse the dataset).
+    init
+        ``"reference"``: the reference's initialisation (xavier-normal Linear weights,
+        normal(0, 1) biases and BatchNorm weights; see :func:`psetae.models.init.reference_init_`);
+        ``"pytorch"``: PyTorch's own.
+    lr_schedule
+        ``"constant"`` (paper) or ``"cosine"``: the learning rate decays from ``lr`` to 0
+        along half a cosine over ``epochs`` (set per epoch, so resuming stays exact when
+        ``epochs`` is unchanged).
+    focal_gradient
+        ``"exact"``: the focal loss's true gradient; ``"reference"``: the reference's, which
+        treats the factor ``(1 - p)^gamma`` as a constant (see chapter 4).
+    eval_draws
+        Evaluation draws of S pixels per parcel whose probabilities are averaged (1: one
+        fixed draw; more: test-time averaging over draws).
     """
 
     epochs: int = 100
@@ -126,8 +151,16 @@ class TrainConfig:
     classes: list[int] | str | None = "auto"
     extra_features: bool = True
     normalisation: str | None = "auto"
+    drop_nonfinite: bool = False
+    init: str = "reference"
+    lr_schedule: str = "constant"
+    focal_gradient: str = "exact"
+    eval_draws: int = 1
 
     def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise TrainError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.jitter is not None:
             self.jitter = tuple(float(v) for v in self.jitter)  # type: ignore[assignment]
             if len(self.jitter) != 2:
@@ -139,7 +172,7 @@ class TrainConfig:
             self.classes = [int(c) for c in self.classes]
             if len(set(self.classes)) != len(self.classes) or not self.classes:
                 raise TrainError(f"classes must be distinct class codes, got {self.classes}")
-        for name in ("epochs", "batch_size", "npixel"):
+        for name in ("epochs", "batch_size", "npixel", "eval_draws"):
             if int(getattr(self, name)) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
@@ -179,7 +212,7 @@ class FitResult:
         if no epoch had a defined validation mIoU; the last weights are then kept).
     history
         One dict per epoch: ``epoch``, ``train_loss``, ``train_oa``, ``train_miou``,
-        ``val_loss``, ``val_oa``, ``val_miou``, ``seconds``. The training figures are
+        ``val_loss``, ``val_oa``, ``val_miou``, ``lr``, ``seconds``. The training figures are
         gathered during the epoch (training mode, weights changing, random sampling and
         jitter); the validation figures after it, in eval mode.
     best_path, last_path, history_path
@@ -218,7 +251,17 @@ def model_config_for(dataset: Any, config: TrainConfig) -> dict[str, Any]:
 def init_model(dataset: Any, config: TrainConfig) -> nn.Module:
     """A freshly initialised model (seeded with ``config.seed``) fitted to ``dataset``."""
     torch.manual_seed(config.seed)
-    return build_model(config.model_name, model_config_for(dataset, config))
+    model = build_model(config.model_name, model_config_for(dataset, config))
+    if config.init == "reference":
+        reference_init_(model)
+    return model
+
+
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (1-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / config.epochs))
+    return config.lr
 
 
 def _stats_dict(stats: Any) -> dict[str, Any] | None:
@@ -247,6 +290,20 @@ def dataset_metadata(dataset: Any, config: TrainConfig) -> dict[str, Any]:
         "extra_features": bool(config.extra_features),
         "sequence_length": int(dataset.sequence_length),
     }
+
+
+def evaluation_draws(dataset: Any, draws: int) -> list[Any]:
+    """``draws`` evaluation views of ``dataset``: itself, then views whose fixed draw of S
+    pixels per parcel is seeded otherwise (test-time averaging over draws)."""
+    subset = getattr(dataset, "subset", None)
+    if draws <= 1 or not callable(subset) or not hasattr(dataset, "seed"):
+        return [dataset]
+    views = [dataset]
+    for d in range(1, draws):
+        view = subset(np.arange(len(dataset)))
+        view.seed = epoch_seed(dataset.seed, d, "eval draw") % 2**63
+        views.append(view)
+    return views
 
 
 def _epoch_view(dataset: Any, seed: int, epoch: int) -> Any:
@@ -317,10 +374,20 @@ def evaluate_model(
     k = model.num_classes
     cm = np.zeros((k, k), dtype=np.int64)
     total, n = 0.0, 0
-    loader = _loader(dataset, config, device, shuffle=False, epoch=0)
-    for batch in progress_bar(loader, config.progress, desc=desc, leave=False):
-        batch = _to_device(batch, device)
+    views = evaluation_draws(dataset, config.eval_draws)
+    loaders = [_loader(v, config, device, shuffle=False, epoch=0) for v in views]
+    draws = zip(*loaders, strict=True)  # the same parcels in the same order
+    for batches in progress_bar(
+        draws, config.progress, desc=desc, leave=False, total=len(loaders[0])
+    ):
+        batch = _to_device(batches[0], device)
         logits = _forward(model, batch).float()  # (B, K)
+        if len(batches) > 1:
+            # The mean of the draws' probabilities; its log is a valid logit (softmax(log p) = p).
+            probs = torch.softmax(logits, dim=1)
+            for other in batches[1:]:
+                probs += torch.softmax(_forward(model, _to_device(other, device)).float(), dim=1)
+            logits = torch.log(probs / len(batches))
         total += float(criterion(logits, batch["label"]))
         n += int(batch["label"].shape[0])
         cm += confusion_matrix(batch["label"].cpu().numpy(), logits.argmax(1).cpu().numpy(), k)
@@ -465,7 +532,9 @@ def fit(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
     )
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    criterion = FocalLoss(gamma=config.gamma)
+    criterion = FocalLoss(
+        gamma=config.gamma, reference_gradient=config.focal_gradient == "reference"
+    )
     meta = dataset_metadata(train_data, config)
 
     history: list[dict[str, float]] = []
@@ -513,6 +582,8 @@ def fit(
     for epoch in epochs:
         t0 = time.perf_counter()
         torch.manual_seed(epoch_seed(config.seed, epoch, "torch"))  # dropout
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(config, epoch)
         loader = _loader(
             _epoch_view(train_data, config.seed, epoch), config, device, shuffle=True, epoch=epoch
         )
@@ -536,6 +607,7 @@ def fit(
             "val_loss": va["loss"],
             "val_oa": va["oa"],
             "val_miou": va["miou"],
+            "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)

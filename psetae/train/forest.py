@@ -31,6 +31,9 @@ from psetae.io import atomic_write
 __all__ = [
     "FOREST_FILE",
     "ForestModel",
+    "cross_validate_forest",
+    "find_forests",
+    "forest_predict",
     "pixel_set_statistics",
     "train_forest",
 ]
@@ -254,6 +257,7 @@ def cross_validate_forest(
     split: Any = None,
     n_trees: int = 100,
     n_jobs: int | None = None,
+    notify: Any = "stderr",
 ) -> dict[str, Any]:
     """The random-forest baseline on exactly the splits and metrics of ``cross_validate``.
 
@@ -271,6 +275,9 @@ def cross_validate_forest(
         are not used.
     n_trees, n_jobs
         The forest's size and scikit-learn's processes.
+    notify
+        As for ``cross_validate``: where the notices of settings the data changed go
+        (``"stderr"``: printed there; None: silence).
 
     Returns
     -------
@@ -278,16 +285,18 @@ def cross_validate_forest(
         The content of ``results.json``.
     """
     from psetae.data.names import class_names as dataset_class_names
+    from psetae.io import write_json_atomic
     from psetae.metrics import confusion_matrix, summarize
-    from psetae.train.crossval import make_datasets, prepare_splits
+    from psetae.train.crossval import make_datasets, prepare_run
     from psetae.train.fit import TrainConfig
 
-    config = config or TrainConfig()
     root, out = Path(root), Path(out_dir)
-    splits = prepare_splits(root, out, folds, config, split)  # checks before writing
+    # The same checks, settings and splits as cross_validate, before anything is written.
+    if notify == "stderr":
+        config, splits = prepare_run(root, out, folds, config or TrainConfig(), split)
+    else:
+        config, splits = prepare_run(root, out, folds, config or TrainConfig(), split, notify)
     out.mkdir(parents=True, exist_ok=True)
-    from psetae.io import write_json_atomic
-
     write_json_atomic(out / "splits.json", [s.to_dict() for s in splits])
     records, total = [], None
     names: list[str] = []
@@ -336,6 +345,74 @@ def cross_validate_forest(
         "folds": records,
         "overall": overall,
         "checkpoints": [str(out / f"fold_{k}" / FOREST_FILE) for k in range(1, len(splits) + 1)],
+        "config": config.to_dict(),
     }
     write_json_atomic(out / "results.json", results)
     return results
+
+
+def find_forests(paths: Any) -> list[Path] | None:
+    """The forest files that ``paths`` (a file or folder, or several) stand for, or None if
+    they are not forests (then they are PSE-TAE-style checkpoints).
+
+    A folder stands for its ``forest.npz`` or for the ``fold_*/forest.npz`` of a
+    cross-validation run.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            here = [path / FOREST_FILE] if (path / FOREST_FILE).is_file() else []
+            folds = sorted(path.glob(f"fold_*/{FOREST_FILE}"), key=lambda p: p.parent.name)
+            found += here or folds
+        elif path.suffix == ".npz":
+            found.append(path)
+    return found or None
+
+
+def forest_predict(root: str | os.PathLike, forests: list[Path], labelled: bool) -> dict[str, Any]:
+    """Apply one forest, or the mean of the probabilities of several (the folds), to a folder.
+
+    The folder is prepared as the forests' training data was (their classes and
+    geometric-feature statistics).
+
+    Returns
+    -------
+    dict
+        ``ids`` (N,), ``probabilities`` (N, K), ``labels`` (N,) or None, ``class_ids``,
+        ``class_names``.
+
+    Raises
+    ------
+    DatasetFormatError
+        Unreadable forest files, or forests with different classes.
+    """
+    from psetae.data.dataset import PixelSetDataset
+
+    models = [ForestModel.load(p) for p in forests]
+    meta = models[0].meta
+    for path, m in zip(forests, models, strict=True):
+        if m.meta.get("class_ids") != meta.get("class_ids"):
+            raise DatasetFormatError(path, f"its classes differ from those of {forests[0]}")
+    stats = meta.get("extra_stats")
+    data = PixelSetDataset(
+        root,
+        nomenclature=meta["nomenclature"],
+        classes=list(meta["class_ids"]) if labelled else None,
+        npixel=1,
+        extra_features=bool(meta.get("extra_size")),
+        extra_stats=None if stats is None else tuple(np.asarray(v) for v in stats),
+        jitter=None,
+        train=False,
+        labels_required=labelled,
+    )
+    features = pixel_set_statistics(data)
+    probs = np.mean([m.predict_proba(features) for m in models], axis=0)  # (N, K)
+    return {
+        "ids": np.asarray(data.ids, dtype=np.int64),
+        "probabilities": probs,
+        "labels": np.asarray(data.labels, dtype=np.int64) if labelled else None,
+        "class_ids": [int(c) for c in meta["class_ids"]],
+        "class_names": [str(n) for n in meta["class_names"]],
+    }

@@ -20,7 +20,10 @@ class InvalidInputError(PsetaeError, ValueError):
 
 
 def check_input(
-    root: str | os.PathLike, nomenclature: str | None = None, labels_required: bool = True
+    root: str | os.PathLike,
+    nomenclature: str | None = None,
+    labels_required: bool = True,
+    drop_nonfinite: bool = False,
 ) -> None:
     """Refuse a dataset folder that the command would fail on, before it writes anything.
 
@@ -32,6 +35,8 @@ def check_input(
         The labels the command learns or tests on (checked when ``labels_required``).
     labels_required
         False for prediction: problems of ``labels.json`` are then not errors.
+    drop_nonfinite
+        Parcels with NaN or infinite pixels will be dropped: they are then no error.
 
     Raises
     ------
@@ -41,7 +46,11 @@ def check_input(
     from psetae.data.validate import validate_dataset
 
     root = Path(root)
-    report = validate_dataset(root, nomenclature=nomenclature if labels_required else None)
+    report = validate_dataset(
+        root,
+        nomenclature=nomenclature if labels_required else None,
+        drop_nonfinite=drop_nonfinite,
+    )
     errors = report.errors
     if not labels_required:
         labels = str(root / "META" / "labels.json")

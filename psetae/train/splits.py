@@ -19,7 +19,7 @@ import numpy as np
 from psetae.io import write_json_atomic
 from psetae.train.errors import TrainError
 
-__all__ = ["Split", "kfold_splits", "load_split", "save_split", "save_splits"]
+__all__ = ["Split", "fraction_split", "kfold_splits", "load_split", "save_split", "save_splits"]
 
 
 @dataclass(frozen=True)
@@ -170,20 +170,20 @@ def fraction_split(
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
+            raise TrainError(f"{name} must be in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
+        raise TrainError(
             f"val_fraction + test_fraction = {val_fraction + test_fraction} leaves no parcel to "
             "train on"
         )
     arr = np.array(sorted(int(i) for i in ids), dtype=np.int64)
     if len(np.unique(arr)) != len(arr):
-        raise ValueError("the ids to split contain duplicates")
+        raise TrainError("the ids to split contain duplicates")
     arr = arr[np.random.default_rng(seed).permutation(len(arr))]
     n_val = int(round(val_fraction * len(arr)))
     n_test = int(round(test_fraction * len(arr)))
     if n_val < 1 or len(arr) - n_val - n_test < 1 or (test_fraction > 0 and n_test < 1):
-        raise ValueError(
+        raise TrainError(
             f"cannot cut {len(arr)} parcels into train / val / test with fractions "
             f"{1 - val_fraction - test_fraction:.2f} / {val_fraction} / {test_fraction}"
         )

@@ -41,3 +41,11 @@ def test_default_classes():
     assert default_classes("label_44class")[:3] == [1, 3, 4]
     assert len(default_classes("label_44class")) == 20
     assert default_classes("crop") is None
+
+
+def test_the_raster_importers_names_file_of_the_nomenclature_comes_first(tmp_path):
+    (tmp_path / "META").mkdir()
+    (tmp_path / "META" / "classes.json").write_text(json.dumps({"0": "by hand", "1": "x"}))
+    (tmp_path / "META" / "label_names.json").write_text(json.dumps({"0": "Wheat", "1": "Maize"}))
+    assert class_names(tmp_path, "label", [1, 0]) == ["Maize", "Wheat"]
+    assert class_names(tmp_path, "other", [0]) == ["by hand"]  # not that nomenclature's file

@@ -108,6 +108,7 @@ def test_fit_writes_history_and_checkpoints(crop_root, tmp_path):
         "val_loss",
         "val_oa",
         "val_miou",
+        "lr",
         "seconds",
     }
     # The kept epoch is the one with the best validation mIoU (first one on ties).
