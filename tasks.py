@@ -87,7 +87,15 @@ def mathjax() -> None:
             "npm not found: the book serves MathJax itself and installs it with npm "
             "(Debian/Ubuntu: apt-get install npm; macOS: brew install node)"
         )
-    run(npm, "install", "--no-audit", "--no-fund", "--prefix", MATHJAX_NPM, f"mathjax@{MATHJAX_VERSION}")
+    run(
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        MATHJAX_NPM,
+        f"mathjax@{MATHJAX_VERSION}",
+    )
     es5 = MATHJAX_NPM / "node_modules" / "mathjax" / "es5"
     if not (es5 / "tex-chtml.js").is_file():
         sys.exit(f"npm installed no MathJax in {es5}")

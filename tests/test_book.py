@@ -192,7 +192,7 @@ def test_every_module_the_chapters_import_is_required():
             if cell["cell_type"] != "code":
                 continue
             code = "\n".join(
-                line for line in _source(cell).splitlines() if not line.lstrip()[:1] in "%!"
+                line for line in _source(cell).splitlines() if line.lstrip()[:1] not in "%!"
             )
             for node in ast.walk(ast.parse(code)):
                 if isinstance(node, ast.Import):

@@ -204,9 +204,7 @@ def execute(path: Path) -> None:
 def set_timing_cell(nb: dict, source: str) -> None:
     """Put the timing note right after the Colab badge (replacing an older one)."""
     cells = [c for c in nb["cells"] if TIMING_TAG not in c["metadata"].get("tags", [])]
-    at = next(
-        (i + 1 for i, c in enumerate(cells) if BADGE_TAG in c["metadata"].get("tags", [])), 1
-    )
+    at = next((i + 1 for i, c in enumerate(cells) if BADGE_TAG in c["metadata"].get("tags", [])), 1)
     cell = _cell("markdown", source, [TIMING_TAG])
     cells.insert(at, cell)
     nb["cells"] = cells
