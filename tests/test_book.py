@@ -158,6 +158,31 @@ def test_chapter_states_its_execution_time(path):
     )
 
 
+def test_syllabus_timings_are_those_recorded_in_the_chapters():
+    assert chapters.TIMINGS.read_text() == chapters.timings_table(), (
+        "book/_timings.md is out of date; run `python tools/chapters.py timings`"
+    )
+    syllabus = (ROOT / "book" / "syllabus.md").read_text()
+    assert "_timings.md" in syllabus, "the syllabus includes the measured times"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exercises_have_a_difficulty_level(path):
+    nb = _load(path)
+    markdown = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    exercises = markdown[markdown.index("## Exercises") :]
+    numbered = re.findall(r"^\d+\. (.*)$", exercises, re.M)
+    assert numbered, f"{path.name}: no numbered exercises"
+    unlevelled = [e for e in numbered if not re.match(r"\((basic|intermediate|advanced)\)", e)]
+    assert not unlevelled, f"{path.name}: exercises without a level: {unlevelled}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_chapter_states_learning_objectives(path):
+    first = _source(_load(path)["cells"][0])
+    assert "**Learning objectives.**" in first, f"{path.name}: no learning objectives up front"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_glued_numbers_exist(path):
     # Numbers in the prose are glued from the outputs ({glue:text}`name`): each must be glued.
