@@ -133,14 +133,26 @@ def plot_master_query(
     fig, (ax_k, ax_w) = plt.subplots(
         2, 1, figsize=(7, 7), layout="constrained", height_ratios=(1.3, 1)
     )
-    lim = 1.2 * max(np.abs(k).max(), np.abs(q).max())
+    lim = 1.3 * max(np.abs(k).max(), np.abs(q).max())
+    # The query first (thick, grey, behind), then the keys on top; labels off the arrows.
+    grey = {"arrowstyle": "-|>", "color": "0.6", "lw": 4}
+    ax_k.annotate("", xy=q, xytext=(0, 0), arrowprops=grey)
+    ax_k.text(q[0] / 2, q[1] / 2 - 0.1 * lim, "master query q", fontsize=9, ha="center", va="top")
     for i in range(t):
-        ax_k.annotate(
-            "", xy=k[i], xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": f"C{i % 10}"}
+        colour = f"C{i % 10}"
+        arrow = {"arrowstyle": "->", "color": colour, "lw": 2}
+        ax_k.annotate("", xy=k[i], xytext=(0, 0), arrowprops=arrow)
+        label = f"{names[i]}\nk.q = {k[i] @ q:.2f}"
+        up = k[i][1] >= 0  # the label beyond the arrow's tip, above or below it
+        ax_k.text(
+            k[i][0],
+            k[i][1] + (0.06 if up else -0.06) * lim,
+            label,
+            fontsize=8,
+            ha="center",
+            va="bottom" if up else "top",
+            color=colour,
         )
-        ax_k.text(*(k[i] * 1.08), f"{names[i]}\nk.q = {k[i] @ q:.2f}", fontsize=8, ha="center")
-    ax_k.annotate("", xy=q, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "color": "k", "lw": 2})
-    ax_k.text(*(q * 1.1), "master query q", fontsize=9, fontweight="bold", ha="center")
     ax_k.set(
         xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="key dim 1", ylabel="key dim 2"
     )
