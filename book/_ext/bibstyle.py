@@ -8,16 +8,22 @@ author-year labels, so that a reader finds a citation in the bibliography under 
 
 from __future__ import annotations
 
+import codecs
 import re
 
+import latexcodec  # noqa: F401  (registers the "ulatex" codec)
 from pybtex.plugin import register_plugin
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
 
 
+def _plain(latex: str) -> str:
+    """LaTeX accents and braces to plain text: 'Ru{\\ss}wurm' -> 'Rußwurm'."""
+    return re.sub(r"[{}]", "", codecs.decode(latex, "ulatex"))
+
+
 def _last_name(person) -> str:
-    name = " ".join(person.prelast_names + person.last_names)
-    return re.sub(r"[{}]", "", name)
+    return _plain(" ".join(person.prelast_names + person.last_names))
 
 
 def author_year(entry) -> str:
@@ -26,7 +32,7 @@ def author_year(entry) -> str:
     names = [_last_name(p) for p in persons]
     year = entry.fields.get("year", "n.d.")
     if not names:
-        who = re.sub(r"[{}]", "", entry.fields.get("title", entry.key))
+        who = _plain(entry.fields.get("title", entry.key))
     elif len(names) == 1:
         who = names[0]
     elif len(names) == 2:
