@@ -9,6 +9,9 @@ Commands::
     train      train with the paper's k-fold protocol, or on a fixed split
     evaluate   test checkpoint(s) on a labelled folder
     predict    predict a folder's parcels and write a CSV
+    import-rasters  GeoTIFF time series + parcel polygons -> a pixel-set dataset folder
+    simulate-scene  write a synthetic GeoTIFF scene and its parcels (offline)
+    map        join predictions to the parcels and write a GeoPackage / GeoJSON map
 
 Errors the user can fix (a bad path, a malformed file, a wrong argument) print one line,
 ``psetae <command>: error: ...``, on stderr and exit with status 2; no traceback.
@@ -298,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     _add_run_options(p)
     p.set_defaults(handler=_cmd_predict)
+    _add_raster_commands(command)
     return parser
 
 
@@ -479,6 +483,138 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         **_inference_options(args),
     )
     print(f"{len(pred.ids)} parcels predicted, written to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- rasters and maps
+
+
+def _add_raster_commands(command: Any) -> None:
+    """Parsers of import-rasters, simulate-scene and map."""
+    p = command(
+        "import-rasters",
+        "turn a GeoTIFF time series and parcel polygons into a dataset folder",
+        "Import one GeoTIFF per date (date in the file name, or a CSV/JSON table of file "
+        "and date) or one stacked GeoTIFF with dated band descriptions, and a parcel file "
+        "(GeoPackage, GeoJSON, Shapefile), as a pixel-set dataset in the S2-Agri layout. "
+        "Pixels whose centre is inside a polygon belong to it (--all-touched: every pixel "
+        "it touches); nodata or cloudy values are interpolated in time. Skipped parcels "
+        "are printed and listed in META/import_report.csv.",
+        "example: psetae import-rasters scene/rasters --parcels scene/parcels.gpkg "
+        "--label-column code --name-column name --cloud-band CLOUD --out data/scene",
+    )
+    p.add_argument("rasters", type=Path, help="folder, stacked .tif, or .csv/.json table")
+    p.add_argument("--parcels", type=Path, required=True, help="parcel polygons")
+    p.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    p.add_argument("--id-column", default="id", help="parcel id column")
+    p.add_argument("--label-column", default="label", help="label column ('' for none)")
+    p.add_argument("--name-column", default=None, help="class name column")
+    p.add_argument("--layer", default=None, help="layer of the parcel file")
+    p.add_argument("--bands", default=None, help="comma-separated band names, in order")
+    p.add_argument("--cloud-band", default=None, help="name of a cloud-mask band (0 = clear)")
+    p.add_argument("--date-pattern", default=None, help="regex of the YYYYMMDD date")
+    p.add_argument("--all-touched", action="store_true", help="every pixel a polygon touches")
+    p.add_argument("--nomenclature", default="label", help="name of the labels")
+    p.add_argument("--tile", type=_positive_int, default=256, help="window side (pixels)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=_cmd_import_rasters)
+
+    p = command(
+        "simulate-scene",
+        "write a synthetic GeoTIFF time series and its parcel polygons",
+        "Write a small synthetic Sentinel-2 region (UTM 31N): one GeoTIFF per date with "
+        "the simulator's crop spectra, clouds on some dates (CLOUD band), and the parcels "
+        "as a GeoPackage. Offline and deterministic.",
+        "example: psetae simulate-scene --out scene",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder to create")
+    p.add_argument("--size", type=_positive_int, default=256, help="width and height (pixels)")
+    p.add_argument("--fields", type=_positive_int, default=200, help="number of fields")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=_cmd_simulate_scene)
+
+    p = command(
+        "map",
+        "join predictions to the parcels, write a GeoPackage or GeoJSON",
+        "Join the CSV of 'psetae predict' to the parcel polygons: per parcel the predicted "
+        "class id and name, its probability, and the declared label when a label column "
+        "is given. The format follows the extension (.gpkg, .geojson).",
+        "example: psetae map predictions.csv --parcels scene/parcels.gpkg --dataset "
+        "data/scene --label-column code --out map.gpkg",
+    )
+    p.add_argument("predictions", type=Path, help="CSV written by psetae predict")
+    p.add_argument("--parcels", type=Path, required=True, help="parcel polygons")
+    p.add_argument("--out", type=Path, required=True, help=".gpkg or .geojson to write")
+    p.add_argument("--id-column", default="id", help="parcel id column")
+    p.add_argument("--label-column", default=None, help="declared label column")
+    p.add_argument("--dataset", type=_existing_dir, default=None, help="the imported dataset")
+    p.add_argument("--nomenclature", default="label", help="name of the labels")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=_cmd_map)
+
+
+def _cmd_import_rasters(args: argparse.Namespace) -> int:
+    from psetae.data.rasters import DATE_PATTERN, REPORT_FILE, import_rasters
+
+    bands = [b.strip() for b in args.bands.split(",")] if args.bands else None
+    result = import_rasters(
+        args.rasters,
+        args.parcels,
+        args.out,
+        id_column=args.id_column,
+        label_column=args.label_column or None,
+        name_column=args.name_column,
+        layer=args.layer,
+        bands=bands,
+        cloud_band=args.cloud_band,
+        date_pattern=args.date_pattern or DATE_PATTERN,
+        all_touched=args.all_touched,
+        nomenclature=args.nomenclature,
+        tile=args.tile,
+        overwrite=args.overwrite,
+    )
+    for pid, status, reason in result.report[:20]:
+        print(f"  parcel {pid}: {status}: {reason}")
+    if len(result.report) > 20:
+        print(f"  ... and {len(result.report) - 20} more")
+    print(
+        f"{result.n_parcels} parcels written to {result.root} ({len(result.skipped)} skipped, "
+        f"{100 * result.filled_share:.2f}% of values filled); report: "
+        f"{result.root / REPORT_FILE}"
+    )
+    return 0
+
+
+def _cmd_simulate_scene(args: argparse.Namespace) -> int:
+    from psetae.data.scene import simulate_scene
+
+    files = simulate_scene(
+        args.out,
+        width=args.size,
+        height=args.size,
+        n_fields=args.fields,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"scene written: rasters {files.rasters}, parcels {files.parcels}")
+    return 0
+
+
+def _cmd_map(args: argparse.Namespace) -> int:
+    from psetae.maps import write_prediction_map
+
+    out = write_prediction_map(
+        args.predictions,
+        args.parcels,
+        args.out,
+        id_column=args.id_column,
+        label_column=args.label_column,
+        dataset=args.dataset,
+        nomenclature=args.nomenclature,
+        overwrite=args.overwrite,
+    )
+    print(f"map written: {out}")
     return 0
 
 
