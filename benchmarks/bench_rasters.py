@@ -30,14 +30,27 @@ def _child(scene: Path, out: Path, tile: int) -> None:
 
     from psetae.data.rasters import import_rasters
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    base = _peak_kib()
+    t0, c0 = time.perf_counter(), _cpu()
     res = import_rasters(scene / "rasters", scene / "parcels.gpkg", out, label_column="code",
                          name_column="name", cloud_band="CLOUD", tile=tile, overwrite=True)  # fmt: skip
-    dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": dt, "parcels": res.n_parcels, "base_kib": base,
-                      "peak_kib": peak}))  # fmt: skip
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
+    print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "parcels": res.n_parcels,
+                      "base_kib": base, "peak_kib": _peak_kib()}))  # fmt: skip
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _peak_kib() -> int:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's over)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:
@@ -70,14 +83,16 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
         sec = statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs)
         n = runs[0]["parcels"]
         peak = max(r["peak_kib"] for r in runs) / 1024
         grow = max(r["peak_kib"] - r["base_kib"] for r in runs) / 1024
         print(
-            f"{size:>5}^2 px, 24 dates, 10 bands + cloud, {n:>6} parcels: {sec:7.1f} s "
-            f"(median of {len(runs)}), {n / sec:7.0f} parcels/s, peak RSS {peak:6.0f} MiB "
-            f"({grow:+.0f} MiB over the imported modules); 191,703 parcels would take "
-            f"{191703 / (n / sec) / 60:.1f} min"
+            f"{size:>5}^2 px, 24 dates, 10 bands + cloud, {n:>6} parcels: wall {sec:6.1f} s, "
+            f"CPU {cpu:6.1f} s (medians of {len(runs)}): {n / sec:5.0f} parcels/s wall, "
+            f"{n / cpu:5.0f} per CPU second; peak RSS {peak:5.0f} MiB ({grow:+.0f} MiB over "
+            f"the imported modules); 191,703 parcels: {191703 / (n / sec) / 60:.1f} min wall, "
+            f"{191703 / (n / cpu) / 60:.1f} min of one core"
         )
 
 

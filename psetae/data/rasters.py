@@ -593,7 +593,7 @@ def import_rasters(
     )
     if not len(ids):
         raise RasterImportError(parcels, f"no parcel left to import: {_reasons(report.rows)}")
-    feats = _polygon_features(gdf.loc[gdf[id_column].isin(ids)], id_column, series.crs)
+    feats = _polygon_features(geoms, ids, series.crs)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -747,17 +747,19 @@ def _report_overlaps(geoms: np.ndarray, ids: np.ndarray, report: _Report) -> Non
             )
 
 
-def _polygon_features(gdf, id_column: str, crs) -> dict[int, tuple[float, float, float]]:
-    """Perimeter (m), area (m^2) and perimeter / area of each polygon."""
-    metric = gdf.to_crs(crs)
+def _polygon_features(geoms: np.ndarray, ids: np.ndarray, crs) -> dict[int, tuple]:
+    """Perimeter (m), area (m^2) and perimeter / area of each (repaired) polygon."""
+    import geopandas as gpd
+
+    metric = gpd.GeoSeries(geoms, crs=crs)
     if not metric.crs.is_projected:
         metric = metric.to_crs(metric.estimate_utm_crs())
-    perim = metric.geometry.length.to_numpy()
-    area = metric.geometry.area.to_numpy()
+    perim = metric.length.to_numpy()
+    area = metric.area.to_numpy()
     ratio = np.divide(perim, area, out=np.zeros_like(perim), where=area > 0)
     return {
         int(i): (float(p), float(a), float(r))
-        for i, p, a, r in zip(metric[id_column], perim, area, ratio, strict=True)
+        for i, p, a, r in zip(ids, perim, area, ratio, strict=True)
     }
 
 

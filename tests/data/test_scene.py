@@ -54,6 +54,8 @@ def test_same_seed_same_scene_other_seed_other(scene, tmp_path):
     np.testing.assert_array_equal(_stack(scene.rasters), _stack(again.rasters))
     assert gpd.read_file(scene.parcels).geom_equals(gpd.read_file(again.parcels)).all()
     assert not np.array_equal(_stack(scene.rasters), _stack(other.rasters))
+    a, b = gpd.read_file(scene.parcels), gpd.read_file(other.parcels)
+    assert len(a) != len(b) or not a.geom_equals(b).all()
 
 
 def test_clouds_are_flagged_on_the_cloudy_dates(scene):
