@@ -26,9 +26,9 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 SETUP_STAMP = VENV / ".psetae-setup"
 MATHJAX_VERSION = "3.2.2"  # served with the book so that formulas render offline
 MATHJAX_NPM = ROOT / ".mathjax"  # npm's install folder (git-ignored)
-# What the build copies into _build/html/_static/mathjax (git-ignored; not in _static/, whose
-# scripts Jupyter Book would load on every page).
-MATHJAX_STATIC = MATHJAX_NPM / "static" / "mathjax"
+# What the build copies into _build/html/mathjax (html_extra_path; git-ignored). Not in _static/:
+# Jupyter Book would load every script found there on every page.
+MATHJAX_STATIC = MATHJAX_NPM / "extra" / "mathjax"
 
 
 def run(*cmd: object) -> None:
