@@ -505,11 +505,13 @@ class _Moments:
     def __init__(self, n_c: int) -> None:
         self.s1, self.s2, self.n = np.zeros(n_c), np.zeros(n_c), 0
 
-    def add(self, x: np.ndarray) -> None:  # x (T, C, n)
-        x = x.astype(np.float64)
-        self.s1 += x.sum(axis=(0, 2))
-        self.s2 += np.square(x).sum(axis=(0, 2))
-        self.n += x.shape[0] * x.shape[2]
+    def add(self, cube: np.ndarray, keep: np.ndarray) -> None:
+        """Add the pixels ``keep`` (P,) of ``cube`` (T, C, P), one date at a time (small copies)."""
+        for t in range(cube.shape[0]):
+            x = cube[t][:, keep].astype(np.float64)  # (C, n)
+            self.s1 += x.sum(axis=1)
+            self.s2 += np.square(x).sum(axis=1)
+        self.n += cube.shape[0] * int(keep.sum())
 
     def mean_std(self, where: Path) -> tuple[np.ndarray, np.ndarray]:
         mean = self.s1 / self.n
@@ -854,7 +856,7 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
                         cube[:, :, bad] = sub
                         filled += int((~valid[:, bad]).sum()) * n_c
                     total += int(ok.sum()) * n_t * n_c
-                    moments.add(cube[:, :, ok])  # exactly the pixels that will be written
+                    moments.add(cube, ok)  # exactly the pixels that will be written
                     flat = rr * series.width + cc
                     for k, a, e in zip(ks.tolist(), starts.tolist(), ends.tolist(), strict=True):
                         m = ok[a:e]
