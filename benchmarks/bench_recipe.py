@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
     for variant, by_seed in results.items():
         oa = [r["oa"] for r in by_seed.values()]
         miou = [r["miou"] for r in by_seed.values()]
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
         wins = "-"
         if variant != "default" and "default" in results:
             diffs = [by_seed[s]["miou"] - results["default"][s]["miou"] for s in by_seed]
