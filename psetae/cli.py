@@ -213,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_validate)
 
+    # sizes
+    p = command(
+        "sizes",
+        "write META/sizes.json from the arrays of DATA/",
+        "Count the pixels of every parcel from the headers of DATA/<id>.npy (no pixel is "
+        "read) and write META/sizes.json atomically.",
+        "example:\n  psetae sizes data/my-region",
+    )
+    p.add_argument("root", type=_existing_dir, help="dataset folder")
+    p.set_defaults(handler=_cmd_sizes)
+
     # pack
     p = command(
         "pack",
@@ -505,6 +516,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     report = validate_dataset(args.path, nomenclature=args.nomenclature, classes=classes)
     print(report)
     return 0 if report.ok else 1
+
+
+def _cmd_sizes(args: argparse.Namespace) -> int:
+    from psetae.data.format import write_sizes
+
+    sizes = write_sizes(args.root)
+    print(
+        f"{len(sizes)} parcels, {sum(sizes.values())} pixels: {args.root / 'META' / 'sizes.json'}"
+    )
+    return 0
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:

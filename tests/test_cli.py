@@ -385,3 +385,19 @@ def test_train_without_progress_prints_one_line_per_epoch(sim, tmp_path, capsys)
     )
     assert lines[3].endswith(" s)")
     assert "\r" not in err  # no progress bar drawn
+
+
+def test_sizes_command_writes_what_the_message_for_a_missing_file_names(tiny_root, capsys):
+    import json as _json
+
+    from psetae.data.format import SIZES_COMMAND
+
+    sizes = tiny_root / "META" / "sizes.json"
+    expected = _json.loads(sizes.read_text())
+    sizes.unlink()
+    assert main(["validate", str(tiny_root)]) != 0
+    said = capsys.readouterr()
+    assert f"{SIZES_COMMAND} {tiny_root}" in said.out + said.err
+    assert SIZES_COMMAND == "psetae sizes"
+    assert main(["sizes", str(tiny_root)]) == 0
+    assert _json.loads(sizes.read_text()) == expected
