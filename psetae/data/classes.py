@@ -2,7 +2,7 @@
 
 S2-Agri labels each parcel in two nomenclatures; the paper keeps the 20 classes of
 ``label_44class`` that have more than 100 parcels and maps them to 0..19 in the order
-below (see ``SPEC.md``).
+below (see book/contract.md).
 """
 
 from __future__ import annotations

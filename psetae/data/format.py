@@ -1,6 +1,6 @@
 """The S2-Agri pixel-set format: reading and writing a dataset folder.
 
-A dataset folder (``root``) looks like this (see ``SPEC.md``)::
+A dataset folder (``root``) looks like this (see book/contract.md, "The pixel-set dataset format")::
 
     root/
       DATA/<id>.npy          one parcel: array (T, C, n_pixels), n_pixels may be 0

@@ -1,4 +1,4 @@
-"""Sampling S pixels of one parcel, with its mask (the rules of ``SPEC.md``).
+"""Sampling S pixels of one parcel, with its mask (the rules of the book's contract page, book/contract.md).
 
 - more than S pixels: S drawn at random without replacement, mask all ones;
 - 1 to S pixels: all of them in their stored order, padded to S by repeating the first

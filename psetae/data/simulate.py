@@ -1,7 +1,7 @@
 """A simulated S2-Agri: an offline, deterministic look-alike of the real pixel-set set.
 
 :func:`simulate_s2agri` writes a dataset folder in exactly the S2-Agri pixel-set format (see
-``SPEC.md`` and :mod:`psetae.data.format`), so that the whole book runs without a download.
+book/contract.md and :mod:`psetae.data.format`), so that the whole book runs without a download.
 The simulation is a small radiative-mixing model, vectorised with numpy:
 
 1. **Parcels and shapes.** Each parcel gets a class (long-tailed shares, fixed quotas), a

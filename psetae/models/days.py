@@ -2,7 +2,7 @@
 
 Every temporal encoder of the package takes the batch's ``positions`` (B, T), days since each
 parcel's first acquisition. Without them it uses the days fixed in its config, else 1, 2, ..., T
-(the TAE's rule, SPEC "Temporal Attention Encoder").
+(the TAE's rule, book/contract.md).
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ class MaskedMeanStd(torch.autograd.Function):
     """Mean and unbiased std of each set over its valid pixels, with a closed-form gradient.
 
     ``mean = sum_s m_s h_s / n`` and ``std = sqrt(sum_s m_s (h_s - mean)^2 / max(n-1, 1) + 1e-31)``
-    (SPEC), and
+    (book/contract.md), and
 
         d mean / d h_s = m_s / n,    d std / d h_s = m_s (h_s - mean) / (max(n-1, 1) std)
 

@@ -1,4 +1,4 @@
-"""The reference's initialisation (``model.apply(weight_init)`` in its train.py, SPEC "Initialisation").
+"""The reference's initialisation (``model.apply(weight_init)`` in its train.py, book/contract.md, "The training protocol").
 
 Before training, the reference redraws the parameters of every layer:
 

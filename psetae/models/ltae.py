@@ -1,7 +1,7 @@
 """PSE + L-TAE: the Lightweight Temporal Attention Encoder (Sainte Fare Garnot and Landrieu, 2020).
 
-The L-TAE is the TAE of book chapter 3 made smaller (SPEC, "Lightweight Temporal Attention
-Encoder"), on the PSE's (B, T, d_in) sequence:
+The L-TAE is the TAE of book chapter 3 made smaller (book/contract.md, "The lightweight TAE"),
+on the PSE's (B, T, d_in) sequence:
 
 1. LayerNorm, then an optional projection to d_model channels (Linear on every date) and a
    LayerNorm of the projected sequence;

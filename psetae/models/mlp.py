@@ -3,7 +3,7 @@
 The paper's MLPs act on the last axis of tensors of any rank: the pixels of MLP1 are
 (B, T, S, C), the sets of MLP2 are (B, T, C), the parcels of MLP3 and MLP4 are (B, C).
 BatchNorm1d wants (N, C), so the block flattens every leading axis into one row axis: its
-statistics then run over all rows, as the reference's do (SPEC).
+statistics then run over all rows, as the reference's do (book/contract.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Pixel-Set Encoder (PSE): one vector per (parcel, date) from an unordered set of pixels.
 
-For every parcel and date independently (SPEC, "Pixel-Set Encoder"):
+For every parcel and date independently (book/contract.md, "The Pixel-Set Encoder"):
 
 1. MLP1 embeds each pixel: (C,) -> (D,), shared by all pixels;
 2. the set is pooled over its valid pixels (mean, std, max, min: any combination);

@@ -2,7 +2,7 @@
 
 Its PSE and decoder are named as in the PSE-TAE reference, whose converter
 (:func:`psetae.models.reference.convert_reference_state_dict`) renames them; this module adds
-the L-TAE's own tensors (SPEC, "Lightweight Temporal Attention Encoder"):
+the L-TAE's own tensors (book/contract.md, "The lightweight TAE"):
 
 =========================================  =============================================
 reference (under ``temporal_encoder.``)    ours (under ``temporal_encoder.``)

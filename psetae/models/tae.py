@@ -1,6 +1,6 @@
 """The Temporal Attention Encoder (TAE): one vector per parcel from its sequence of dates.
 
-Input: the PSE's (B, T, d) sequence. Following the paper (SPEC, "Temporal Attention
+Input: the PSE's (B, T, d) sequence. Following the paper (book/contract.md, "The Temporal Attention
 Encoder"):
 
 1. LayerNorm, then add a sinusoidal encoding of each date's position (days);
