@@ -13,13 +13,19 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["bars_visible", "progress_bar"]
+__all__ = ["bars_visible", "epoch_lines_wanted", "progress_bar"]
 
 
 def _in_notebook() -> bool:
     shell = sys.modules.get("IPython")
     ipython = getattr(shell, "get_ipython", lambda: None)() if shell is not None else None
     return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
+
+
+def epoch_lines_wanted(progress: bool) -> bool:
+    """Whether training prints one line per epoch: when no bar shows it (bars off, or stderr
+    is a file), except in a notebook, where a run with bars off is meant to be quiet."""
+    return not bars_visible(progress) and not _in_notebook()
 
 
 def bars_visible(enabled: bool = True) -> bool:

@@ -46,3 +46,13 @@ def test_no_bar_on_a_stderr_that_is_a_file_and_a_bar_in_a_terminal(monkeypatch):
         assert list(progress_bar(range(3), enabled=True, desc="epochs")) == [0, 1, 2]
         assert ("3/3" in stream.getvalue()) is tty
     assert bars_visible(False) is False  # turned off, even in a terminal
+
+
+def test_epoch_lines_in_a_terminal_or_file_but_not_in_a_notebook(monkeypatch):
+    import psetae.progress as progress
+
+    monkeypatch.setattr(progress, "_in_notebook", lambda: False)
+    assert progress.epoch_lines_wanted(False)  # --no-progress in a terminal: one line an epoch
+    monkeypatch.setattr(progress, "_in_notebook", lambda: True)
+    assert not progress.epoch_lines_wanted(False)  # a quiet notebook run stays quiet
+    assert not progress.epoch_lines_wanted(True)  # the notebook shows a bar instead

@@ -37,7 +37,7 @@ from psetae.metrics import confusion_matrix, mean_iou, overall_accuracy
 from psetae.models.config import ConfigError
 from psetae.models.init import reference_init_
 from psetae.models.registry import build_model, model_config
-from psetae.progress import bars_visible, progress_bar
+from psetae.progress import epoch_lines_wanted, progress_bar
 from psetae.train.checkpoint import load_checkpoint, save_checkpoint
 from psetae.train.errors import TrainError
 
@@ -570,8 +570,9 @@ def fit(
             "scaler": scaler.state_dict() if (for_resume and use_amp) else None,
         }
 
-    # Without bars (turned off, or stderr is a file), one line per epoch tells the progress.
-    log_epochs = not bars_visible(config.progress)
+    # Without bars (turned off, or stderr is a file), one line per epoch tells the progress;
+    # a notebook with bars off stays quiet (its cells print what they mean to show).
+    log_epochs = epoch_lines_wanted(config.progress)
     epochs = progress_bar(
         range(start, config.epochs + 1),
         config.progress,
