@@ -6,13 +6,14 @@
 Both are idempotent: a second run reuses the virtual environment (re-installing only when
 requirements.txt or pyproject.toml changed), the data and the executed chapters (re-executing only the
 chapters whose sources, package code or pins changed), so it finishes fast.
-Other steps: setup, data, chapters, lint, unit, notebooks, build, screenshots.
+Other steps: setup, data, chapters, mathjax, student, lint, unit, notebooks, build, screenshots.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -23,6 +24,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 SETUP_STAMP = VENV / ".psetae-setup"
+MATHJAX_VERSION = "3.2.2"  # served with the book so that formulas render offline
+MATHJAX_NPM = ROOT / ".mathjax"  # npm's install folder (git-ignored)
+# What the build copies into _build/html/mathjax (html_extra_path; git-ignored). Not in _static/:
+# Jupyter Book would load every script found there on every page.
+MATHJAX_STATIC = MATHJAX_NPM / "extra" / "mathjax"
 
 
 def run(*cmd: object) -> None:
@@ -71,6 +77,40 @@ def chapters() -> None:
     run(PY, "tools/chapters.py", "execute")
 
 
+def mathjax() -> None:
+    """Install MathJax (npm package `mathjax`, pinned) into the book's _static folder, once."""
+    stamp = MATHJAX_STATIC / ".version"
+    if stamp.is_file() and stamp.read_text() == MATHJAX_VERSION:
+        print("MathJax up to date:", MATHJAX_STATIC, flush=True)
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit(
+            "npm not found: the book serves MathJax itself and installs it with npm "
+            "(Debian/Ubuntu: apt-get install npm; macOS: brew install node)"
+        )
+    run(
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--prefix",
+        MATHJAX_NPM,
+        f"mathjax@{MATHJAX_VERSION}",
+    )
+    es5 = MATHJAX_NPM / "node_modules" / "mathjax" / "es5"
+    if not (es5 / "tex-chtml.js").is_file():
+        sys.exit(f"npm installed no MathJax in {es5}")
+    shutil.rmtree(MATHJAX_STATIC, ignore_errors=True)
+    shutil.copytree(es5, MATHJAX_STATIC)
+    stamp.write_text(MATHJAX_VERSION)
+
+
+def student() -> None:
+    """Regenerate the student edition (student/*.ipynb: no solutions, no outputs)."""
+    run(PY, "tools/student_edition.py")
+
+
 def lint() -> None:
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
@@ -99,8 +139,18 @@ def notebooks() -> None:
 
 
 def build() -> None:
-    """Build the HTML book from the committed outputs; any Sphinx warning is an error."""
+    """Build the HTML book from the committed outputs (any Sphinx warning is an error), then
+    check the built pages (tests/test_built_book.py: no script from outside, MathJax local)."""
+    mathjax()
     run(BIN / "jupyter-book", "build", ".", "-W", "--keep-going")
+    env = {**os.environ, "PSETAE_BUILT_BOOK": "required"}
+    print("+ checking the built book", flush=True)
+    subprocess.run(
+        [str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_built_book.py"],
+        cwd=ROOT,
+        check=True,
+        env=env,
+    )
     print("book:", ROOT / "_build" / "html" / "index.html", flush=True)
 
 
@@ -113,6 +163,7 @@ def book() -> None:
     setup()
     data()
     chapters()
+    student()
     build()
 
 
@@ -127,7 +178,20 @@ def test() -> None:
 
 STEPS = {
     f.__name__: f
-    for f in (setup, data, chapters, lint, unit, notebooks, build, screenshots, book, test)
+    for f in (
+        setup,
+        data,
+        chapters,
+        mathjax,
+        student,
+        lint,
+        unit,
+        notebooks,
+        build,
+        screenshots,
+        book,
+        test,
+    )
 }
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python tools/chapters.py execute [NOTEBOOK ...] [--force]   run stale chapters (all by default)
     python tools/chapters.py colab                               regenerate the Colab badge + set-up cells
     python tools/chapters.py status                              list chapters and whether they are stale
+    python tools/chapters.py timings                             rewrite book/_timings.md
 
 A chapter's committed outputs are *stale* when they were produced from other notebook sources, other
 package code or other pinned requirements than those in the repository. `execute` records a hash of
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAMP_KEY = "psetae_book"
 BADGE_TAG = "colab-badge"
 SETUP_TAG = "colab-setup"
+TIMING_TAG = "chapter-timing"  # generated after execution; not an input, so not hashed
 
 
 def chapter_notebooks() -> list[Path]:
@@ -50,6 +52,8 @@ def inputs_sha256(notebook: dict) -> str:
     """Hash of everything a chapter's outputs depend on: its cell sources, the package, the pins."""
     h = hashlib.sha256()
     for cell in notebook["cells"]:
+        if TIMING_TAG in cell["metadata"].get("tags", []):
+            continue
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         h.update(cell["cell_type"].encode() + b"\0" + source.encode() + b"\0")
     for path in sorted((ROOT / "psetae").rglob("*.py")):
@@ -106,6 +110,8 @@ def sync_colab(path: Path) -> bool:
         if tag in generated
     }
     others = [c for c in nb["cells"] if not generated & set(c["metadata"].get("tags", []))]
+    timing = [c for c in others if TIMING_TAG in c["metadata"].get("tags", [])]
+    others = [c for c in others if c not in timing]
     badge = _cell("markdown", badge_source(path), [BADGE_TAG])
     setup = _cell("code", setup_source(), [SETUP_TAG, "remove-cell"])
     # Keep an up-to-date cell as it is (with its outputs), so that syncing changes nothing.
@@ -113,7 +119,7 @@ def sync_colab(path: Path) -> bool:
         badge = existing[BADGE_TAG]
     if SETUP_TAG in existing and _src(existing[SETUP_TAG]) == setup["source"]:
         setup = existing[SETUP_TAG]
-    cells = others[:1] + [badge, setup] + others[1:]
+    cells = others[:1] + [badge, *timing, setup] + others[1:]
     meta = nb.setdefault("metadata", {})
     colab_meta = {"accelerator": "GPU", "colab": {"provenance": [], "gpuType": "T4"}}
     changed = cells != nb["cells"] or any(meta.get(k) != v for k, v in colab_meta.items())
@@ -142,12 +148,43 @@ def is_stale(path: Path) -> bool:
     return nb.get("metadata", {}).get(STAMP_KEY, {}).get("inputs_sha256") != inputs_sha256(nb)
 
 
+def machine() -> str:
+    """A short description of this machine for the timing note: CPU cores, load, accelerator."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:  # pragma: no cover - torch is pinned
+        gpu = None
+    return f"{cores} CPU cores" + (f" and a {gpu}" if gpu else "") + f" (load {load:.1f})"
+
+
+def timing_source(seconds: float, where: str) -> str:
+    """The generated note on a chapter's execution time, from its last `execute`."""
+    return (
+        "```{admonition} Execution time\n"
+        f"The last execution of this page with its default parameters took **{seconds:.0f} s** on "
+        f"{where}, measured by `tools/chapters.py execute` (the [syllabus](syllabus.md) lists "
+        "every chapter and estimates the time on a Colab GPU).\n```"
+    )
+
+
+def execution_seconds(nb: dict) -> float | None:
+    """Execution time of a chapter recorded by `execute` (None if it has none)."""
+    return nb.get("metadata", {}).get(STAMP_KEY, {}).get("seconds")
+
+
 def execute(path: Path) -> None:
-    """Run one chapter in place with papermill (cwd = its folder) and stamp its inputs."""
+    """Run one chapter in place with papermill (cwd = its folder), stamp its inputs and time."""
+    import time
+
     import papermill
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".ipynb")
     os.close(fd)
+    start = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(path), tmp, cwd=str(path.parent), kernel_name="python3", progress_bar=False
@@ -155,8 +192,55 @@ def execute(path: Path) -> None:
         nb = json.loads(Path(tmp).read_text())
     finally:
         os.unlink(tmp)
-    nb["metadata"][STAMP_KEY] = {"inputs_sha256": inputs_sha256(nb)}
+    seconds, where = time.perf_counter() - start, machine()
+    nb["metadata"][STAMP_KEY] = {
+        "inputs_sha256": inputs_sha256(nb),
+        "seconds": round(seconds, 1),
+        "machine": where,
+    }
+    set_timing_cell(nb, timing_source(seconds, where))
     write_notebook(path, nb)
+
+
+def set_timing_cell(nb: dict, source: str) -> None:
+    """Put the timing note right after the Colab badge (replacing an older one)."""
+    cells = [c for c in nb["cells"] if TIMING_TAG not in c["metadata"].get("tags", [])]
+    at = next((i + 1 for i, c in enumerate(cells) if BADGE_TAG in c["metadata"].get("tags", [])), 1)
+    cell = _cell("markdown", source, [TIMING_TAG])
+    cells.insert(at, cell)
+    nb["cells"] = cells
+
+
+TIMINGS = ROOT / "book" / "_timings.md"
+
+
+def chapter_title(nb: dict) -> str:
+    first = _src(nb["cells"][0]).splitlines()[0]
+    return first.removeprefix("# ").strip()
+
+
+def timings_table() -> str:
+    """The table of measured execution times that the syllabus includes (book/_timings.md)."""
+    lines = [
+        "| chapter | measured time | measured on |",
+        "|---|---|---|",
+    ]
+    for path in chapter_notebooks():
+        nb = json.loads(path.read_text())
+        seconds = execution_seconds(nb)
+        where = nb.get("metadata", {}).get(STAMP_KEY, {}).get("machine", "")
+        shown = "not measured" if seconds is None else f"{seconds:.0f} s"
+        lines.append(f"| [{chapter_title(nb)}]({path.name}) | {shown} | {where} |")
+    return (
+        "<!-- Generated by `python tools/chapters.py timings` (and `execute`) from the chapters'\n"
+        "metadata; tests/test_book.py checks it. Do not edit by hand. -->\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def write_timings() -> None:
+    TIMINGS.write_text(timings_table())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,11 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--force", action="store_true", help="execute even if not stale")
     sub.add_parser("colab", help="regenerate the Colab badge and set-up cells")
     sub.add_parser("status", help="list chapters and whether their outputs are stale")
+    sub.add_parser("timings", help="rewrite book/_timings.md from the chapters' metadata")
     args = parser.parse_args(argv)
 
     if args.command == "colab":
         for path in chapter_notebooks():
             print(f"{'updated' if sync_colab(path) else 'ok     '} {path.relative_to(ROOT)}")
+        return 0
+    if args.command == "timings":
+        write_timings()
+        print("wrote", TIMINGS.relative_to(ROOT))
         return 0
     if args.command == "status":
         for path in chapter_notebooks():
@@ -186,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"executing: {path.relative_to(ROOT)}", flush=True)
         execute(path)
+    write_timings()
     return 0
 
 

@@ -89,7 +89,7 @@ def plot_parcel_pixels(
     shown = np.arange(n)
     if n > max_pixels:
         shown = np.sort(np.random.default_rng(seed).choice(n, size=max_pixels, replace=False))
-    fig, ax = plt.subplots(figsize=(8, 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
     ax.plot(x, v[:, shown], color="C0", lw=0.6, alpha=0.25)
     mean, std = v.mean(axis=1), v.std(axis=1)
     ax.fill_between(x, mean - std, mean + std, color="C1", alpha=0.25, label="mean ± 1 std")
@@ -109,7 +109,7 @@ def plot_class_profiles(
     class_names: Sequence[str],
     ylabel: str = "value",
     title: str | None = None,
-    ncols: int = 5,
+    ncols: int = 4,
 ) -> Figure:
     """Temporal profile of every class: median and 10-90 % band of a per-parcel value.
 
@@ -153,7 +153,7 @@ def plot_class_profiles(
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(2.6 * ncols, 2.0 * nrows + 0.6),
+        figsize=(7.5, 1.6 * nrows + 0.9),  # the book's column width: labels stay legible
         sharex=True,
         sharey=True,
         constrained_layout=True,
@@ -168,11 +168,11 @@ def plot_class_profiles(
             lo, med, hi = np.percentile(rows, [10, 50, 90], axis=0)
             ax.fill_between(x, lo, hi, color=f"C{c % 10}", alpha=0.25)
             ax.plot(x, med, color=f"C{c % 10}", lw=1.8)
-        ax.set_title(f"{class_names[c]} (n={len(rows)})", fontsize="small")
+        ax.set_title(f"{class_names[c]} (n={len(rows)})", fontsize=8)
         ax.grid(alpha=0.3)
         _month_axis(ax)
         ax.xaxis.set_major_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
-        ax.tick_params(labelsize="x-small")
+        ax.tick_params(labelsize=8)
     fig.supylabel(ylabel)
     fig.supxlabel("acquisition date")
     fig.suptitle(title or "Temporal profile of each class (median, 10-90 % band)")
@@ -213,7 +213,7 @@ def plot_class_counts(
         raise ValueError(f"{c.shape[0]} counts for {len(class_names)} class names")
     order = np.argsort(-c, kind="stable")
     total = max(int(c.sum()), 1)
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(c) + 1.2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(c) + 1.2), constrained_layout=True)
     bars = ax.barh(np.arange(len(c)), c[order], color="C0")
     for bar, n in zip(bars, c[order], strict=True):
         ax.text(
@@ -266,7 +266,7 @@ def plot_acquisition_calendar(
         raise ValueError("dates must be strictly increasing")
     gaps = np.array([(b - a).days for a, b in zip(x[:-1], x[1:], strict=True)])
     fig, (ax_t, ax_g) = plt.subplots(
-        2, 1, figsize=(9, 4.6), sharex=True, constrained_layout=True, height_ratios=(1.2, 1)
+        2, 1, figsize=(7.5, 4.6), sharex=True, constrained_layout=True, height_ratios=(1.2, 1)
     )
     if cloud_fraction is None:
         ax_t.vlines(x, 0, 1, color="C0", lw=2)

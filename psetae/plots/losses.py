@@ -121,7 +121,8 @@ def plot_focal_loss(
         Two axes, each with one line per gamma, in the order of ``gammas``.
     """
     p = _p_grid(p_min, n)
-    fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    # Stacked, at the width of the book's column, so that labels stay legible.
+    fig, (ax_loss, ax_grad) = plt.subplots(2, 1, figsize=(7, 7), constrained_layout=True)
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(gammas)))
     for gamma, color in zip(gammas, colors, strict=True):
         label = f"$\\gamma = {gamma:g}$" + (" (cross-entropy)" if gamma == 0 else "")
@@ -171,9 +172,9 @@ def plot_focal_gradients(
     """
     p = _p_grid(p_min, n)
     fig, axes = plt.subplots(
-        1, len(gammas), figsize=(5 * len(gammas), 3.8), constrained_layout=True, squeeze=False
+        len(gammas), 1, figsize=(7, 3.2 * len(gammas)), constrained_layout=True, squeeze=False
     )
-    for ax, gamma in zip(axes[0], gammas, strict=True):
+    for ax, gamma in zip(axes[:, 0], gammas, strict=True):
         ax.plot(p, focal_loss_grad_curve(p, 0.0), color="0.5", ls=":", label="cross-entropy")
         ax.plot(p, focal_loss_grad_curve(p, gamma, exact=True), color="C0", label="exact")
         ax.plot(
@@ -237,7 +238,7 @@ def plot_per_class_scores(
     ]
     n_runs = len(scores)
     height = 0.8 / max(n_runs, 1)
-    fig, ax = plt.subplots(figsize=(8, 0.3 * k * max(n_runs, 2) / 2 + 1.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * k * max(n_runs, 2) / 2 + 1.5), constrained_layout=True)
     y = np.arange(k)
     for j, (label, values) in enumerate(scores.items()):
         v = np.asarray(values, dtype=np.float64)[order]

@@ -96,8 +96,8 @@ def plot_confusion_matrix(
         raise ValueError(f"normalize must be 'true', 'all' or None, got {normalize!r}")
     if annotate is None:
         annotate = k <= 12
-    side = max(4.0, 0.45 * k + 2.5)
-    fig, ax = _axes(ax, (side + 1.0, side))
+    side = min(max(4.0, 0.3 * k + 2.5), 7.5)  # at most the book's column, so labels stay legible
+    fig, ax = _axes(ax, (side, side))
     sns.heatmap(
         values,
         ax=ax,
@@ -244,7 +244,8 @@ def plot_learning_curves(
         # Training curves dashed, the others (validation) solid.
         return "--" if key.startswith("train") else "-"
 
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    # Stacked, at the width of the book's column, so that labels stay legible.
+    fig, (ax_loss, ax_metric) = plt.subplots(2, 1, figsize=(7, 6.5), layout="constrained")
     for key in losses:
         ax_loss.plot(epochs, series(key), linestyle=style(key), marker="o", markersize=3, label=key)
     for key in metrics:
@@ -359,9 +360,9 @@ def plot_attention_per_class(
     maps = [att[:, i, :] for i in range(h)] if per_head else [att.mean(axis=1)]
     subtitles = [f"head {i}" for i in range(h)] if per_head else [None]
     vmax = float(np.nanmax([np.nanmax(m) for m in maps])) if not np.isnan(att).all() else 1.0
-    width = max(6.0, 0.32 * t + 3.0)
+    width = 7.5  # the book's column: a wider figure is shrunk and its labels with it
     fig, axes = plt.subplots(
-        len(maps), 1, figsize=(width, len(maps) * max(2.5, 0.3 * k + 1.5)), layout="constrained"
+        len(maps), 1, figsize=(width, len(maps) * max(2.5, 0.28 * k + 2.2)), layout="constrained"
     )
     axes = np.atleast_1d(axes)
     for ax, m, sub in zip(axes, maps, subtitles, strict=True):
@@ -377,7 +378,7 @@ def plot_attention_per_class(
         )
         ax.set_xlabel("acquisition date")
         ax.set_ylabel("class")
-        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        ax.tick_params(axis="x", labelrotation=90, labelsize=8)
         ax.tick_params(axis="y", labelrotation=0, labelsize=8)
         if sub is not None:
             ax.set_title(sub)

@@ -90,3 +90,34 @@ def test_attention_calendar_one_line_per_head_per_parcel():
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="positions"):
         plot_attention_calendar(attention, positions[:, :5])
+
+
+def test_architecture_one_box_and_name_per_stage_and_arrows_between():
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    from psetae.plots.encoders import ARCHITECTURE, plot_architecture
+
+    fig = plot_architecture()
+    ax = fig.axes[0]
+    boxes = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(boxes) == len(ARCHITECTURE) and len(arrows) == len(ARCHITECTURE) - 1
+    texts = [t.get_text() for t in ax.texts]
+    assert [s[0] for s in ARCHITECTURE] == [t for t in texts if t in {s[0] for s in ARCHITECTURE}]
+    assert "logits (B, K)" in texts
+    with pytest.raises(ValueError):
+        plot_architecture([])
+
+
+def test_master_query_bars_are_the_softmax_of_the_scaled_scores():
+    from psetae.plots.encoders import plot_master_query
+
+    keys = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    query = np.array([2.0, 0.5])
+    fig = plot_master_query(keys, query, labels=["a", "b", "c"])
+    heights = np.array([b.get_height() for b in fig.axes[1].patches])
+    scores = keys @ query / np.sqrt(2)
+    np.testing.assert_allclose(heights, np.exp(scores) / np.exp(scores).sum())
+    assert heights.argmax() == 0, "the key aligned with the query gets the most weight"
+    with pytest.raises(ValueError):
+        plot_master_query(keys, query, labels=["a"])
