@@ -71,6 +71,7 @@ def plot_attention_heads(
     step = max(1, t // 12)  # at most about 12 day labels
     for i, ax in enumerate(axes[:, 0]):
         image = ax.imshow(a[i], aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax)
+        ax.grid(False)  # a style's grid lines would hide cells of the image
         ax.set_ylabel("head")
         ax.set_yticks([0, heads - 1], [1, heads])
         ax.set_xticks(range(0, t, step), [f"{d:.0f}" for d in days[::step]])

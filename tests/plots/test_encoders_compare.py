@@ -50,7 +50,9 @@ def test_comparison_draws_every_run_and_the_mean_in_the_given_order():
     fig = plot_encoder_comparison(scores, costs, title="t")
     left, right = fig.axes
     rows = {"a": 2, "b": 1, "forest": 0}  # the first model on top
-    labels = {t.get_text(): y for t, y in zip(left.get_yticklabels(), left.get_yticks())}
+    labels = {
+        t.get_text(): y for t, y in zip(left.get_yticklabels(), left.get_yticks(), strict=True)
+    }
     assert labels == rows
     dots = [line for line in left.lines if line.get_marker() == "o"]
     bars = [line for line in left.lines if line.get_marker() != "o"]
