@@ -301,3 +301,24 @@ def test_workflow_runs_the_readme_test_command_and_publishes_the_book():
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "_build/html", "it publishes the built book"
     assert "npm" not in runs.replace("setup-node", ""), "MathJax comes from tasks.py, not the CI"
+
+
+def test_bibliography_labels_read_like_the_citations():
+    # book/_ext/bibstyle.py labels the bibliography "[Author et al., 2020]", as the text cites.
+    from pybtex.database import parse_file
+
+    spec = importlib.util.spec_from_file_location(
+        "bibstyle", ROOT / "book" / "_ext" / "bibstyle.py"
+    )
+    bibstyle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bibstyle)
+    entries = parse_file(str(ROOT / "references.bib")).entries
+    labels = {key: bibstyle.author_year(e) for key, e in entries.items()}
+    assert labels["garnot2020psetae"] == "Sainte Fare Garnot et al., 2020"
+    assert labels["russwurm2020selfattention"] == "Rußwurm and Körner, 2020"
+    assert labels["rouse1974ndvi"].endswith(", 1974")
+    raw = {k: v for k, v in labels.items() if re.search(r"[\\{}]", v)}
+    assert not raw, f"labels with LaTeX left in them: {raw}"
+    style = bibstyle.AuthorYearLabels()
+    twins = [entries["garnot2020ltae"], entries["garnot2020ltae"]]
+    assert list(style.format_labels(twins))[0].endswith("2020a"), "same authors and year: a, b"
