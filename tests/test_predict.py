@@ -248,7 +248,7 @@ def test_ensemble_members_must_share_s_and_the_seed(trained, tmp_path):
 def test_predict_csv_streams_the_rows_of_predict(trained, tmp_path, monkeypatch):
     root, ckpts = trained
     n = predict_csv(root, ckpts, tmp_path / "s.csv", batch_size=7, progress=False)
-    predict(root, ckpts, tmp_path / "p.csv", progress=False)
+    predict(root, ckpts, tmp_path / "p.csv", batch_size=7, progress=False)
     assert n == 40
     assert (tmp_path / "s.csv").read_text() == (tmp_path / "p.csv").read_text()
     # A failure after some batches were written leaves neither the CSV nor a temporary file.
