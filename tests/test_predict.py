@@ -267,3 +267,20 @@ def test_predict_csv_streams_the_rows_of_predict(trained, tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="disk gone"):
         predict_csv(root, ckpts, tmp_path / "new" / "f.csv", batch_size=7, progress=False)
     assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_compile_runs_every_member_through_compile_model(trained, monkeypatch):
+    import psetae.models as models
+
+    compiled = []
+
+    def recording_compile(model, **kw):
+        compiled.append(type(model).__name__)
+        return model  # torch.compile itself takes minutes on CPU
+
+    monkeypatch.setattr(models, "compile_model", recording_compile)
+    root, ckpts = trained
+    a = predict(root, ckpts, progress=False, compile=True)
+    assert compiled == ["PseTae", "PseTae"]
+    b = predict(root, ckpts, progress=False)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
