@@ -380,11 +380,13 @@ class PredictionStream:
             rows = slice(start, start + len(batch["id"]))
             start = rows.stop
             total = None
-            for member, norm in zip(self.members, self._norms, strict=True):
+            for i, (member, norm) in enumerate(zip(self.members, self._norms, strict=True)):
                 pixels = b["pixels"]  # (B, T, C, S) as stored
                 if norm is not None:
                     # The same float32 steps as the dataset's (x - mean) / std: equal bits.
-                    pixels = (pixels - norm[0]) / norm[1]
+                    # The last member may overwrite the raw batch: no copy.
+                    pixels = pixels if i == n - 1 else pixels.clone()
+                    pixels = pixels.sub_(norm[0]).div_(norm[1])
                 extra = None
                 if member.extra_stats is not None:
                     mean, std = member.extra_stats
