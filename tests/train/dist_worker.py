@@ -182,7 +182,7 @@ def hang(root: Path, out: Path) -> None:
     def stall(optimizer, args, kwargs) -> None:
         steps.append(1)
         if ctx.rank == 1 and len(steps) == 2:
-            time.sleep(120)
+            time.sleep(300)
 
     register_optimizer_step_post_hook(stall)
     train, val = datasets(root, TRAIN_IDS)

@@ -129,11 +129,12 @@ def test_a_resumed_distributed_run_equals_an_uninterrupted_one(job):
 
 def test_a_rank_that_stops_answering_fails_the_job_on_the_timeout(data, tmp_path):
     t0 = time.monotonic()
-    done = torchrun("hang", data, tmp_path, timeout=60)
+    done = torchrun("hang", data, tmp_path, timeout=250)
     elapsed = time.monotonic() - t0
     assert done.returncode != 0
-    # Rank 0 gives up after the 5 s timeout of its collective, long before rank 1's 120 s.
-    assert elapsed < 40
+    # Rank 0 gives up after the 5 s timeout of its collective, long before rank 1's 300 s
+    # (about 15 s in all on a quiet machine; the bound leaves room for a loaded one).
+    assert elapsed < 150
     assert "timed out" in done.stderr.lower() or "timeout" in done.stderr.lower()
     assert "rank      : 0" in done.stderr  # torchrun names the rank that failed first
 
