@@ -31,7 +31,7 @@ from tests.train import dist_worker
 REPO = Path(__file__).resolve().parents[2]
 
 
-def torchrun(mode: str, root: Path, out: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def torchrun(mode: str, root: Path, out: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = str(REPO)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -219,7 +219,7 @@ def test_torchrun_runs_the_train_command_unchanged(data, tmp_path):
     cmd += ["--split", str(split), "--nomenclature", "crop", "--classes", "all"]
     cmd += ["--epochs", "1", "--batch-size", "8", "--npixel", "12", "--device", "cpu"]
     cmd += ["--model-config", json.dumps(TINY_MODEL), "--no-progress"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("results: ") == 1
     assert done.stdout.count("epoch 1/1: train loss") == 1
