@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=_THREADS_HELP,
     )
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    _add_distributed_options(p)
     p.set_defaults(handler=_cmd_train)
 
     # baseline
@@ -346,8 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _THREADS_HELP = (
-    "CPU threads for torch (default: torch's choice); 1 is often fastest for this small "
-    "model on a busy or small machine"
+    "CPU threads for torch (default: the cores this process may use, divided among the "
+    "processes torchrun started on this machine); 1 is often fastest for this small model "
+    "on a busy or small machine"
+)
+_COMPILE_HELP = (
+    "run the model through torch.compile (minutes of compiling first; pays on long GPU "
+    "runs only, no gain measured on CPU)"
 )
 
 
@@ -452,6 +458,25 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=_positive_int, default=None, help=_THREADS_HELP)
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
+
+
+def _add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """Options of a training launched by torchrun (they do nothing in one process)."""
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
+    p.add_argument(
+        "--no-sync-batchnorm",
+        dest="sync_batchnorm",
+        action="store_false",
+        help="under torchrun on GPUs, keep each process's BatchNorm statistics local instead "
+        "of those of the global batch (SyncBatchNorm)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds a process waits for the others before the job fails",
+    )
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
@@ -560,7 +585,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config=config,
         split=split,
         resume=not args.fresh,
+        compile=args.compile,
+        sync_batchnorm=args.sync_batchnorm,
+        dist_timeout_s=args.dist_timeout,
     )
+    from psetae.train import distributed
+
+    distributed.teardown()  # leave torchrun's process group (nothing to do alone)
+    if not distributed.from_env().is_main:
+        return 0  # rank 0 reports for the job
     for f in result.folds:
         test = f["test"]
         tail = f"test OA {test['oa']:.4f} mIoU {test['miou']:.4f}" if test else "no test set"
@@ -642,6 +675,7 @@ def _inference_options(args: argparse.Namespace) -> dict:
         "num_workers": args.num_workers,
         "npixel": args.npixel,
         "progress": not args.no_progress,
+        "compile": args.compile,
     }
 
 
@@ -686,7 +720,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from psetae.predict import predict
+    from psetae.predict import predict_csv
     from psetae.train.forest import find_forests
 
     forests = find_forests(args.checkpoint)
@@ -695,14 +729,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         pred = _forest_prediction(args, forests, labelled=False)
         write_predictions_csv(pred, args.out)
+        n = len(pred.ids)
     else:
-        pred = predict(
-            args.root,
-            args.checkpoint,
-            args.out,
-            **_inference_options(args),
-        )
-    print(f"{len(pred.ids)} parcels predicted, written to {args.out}")
+        # Streamed: batches are predicted and written one after the other.
+        n = predict_csv(args.root, args.checkpoint, args.out, **_inference_options(args))
+    print(f"{n} parcels predicted, written to {args.out}")
     return 0
 
 
@@ -861,11 +892,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed usage and one error line
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
-    threads = getattr(args, "threads", None)
-    if threads is not None:
+    if hasattr(args, "threads"):  # train, evaluate, predict
         import torch
 
-        torch.set_num_threads(threads)
+        from psetae.device import default_num_threads
+
+        # Under torchrun the ranks of one machine share its cores instead of each taking all.
+        torch.set_num_threads(args.threads or default_num_threads())
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

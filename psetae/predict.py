@@ -8,6 +8,13 @@ Evaluation is deterministic: eval mode (BatchNorm running statistics, no dropout
 dataset's evaluation sampling (no jitter, a fixed draw of S pixels per parcel), seeded with
 the training run's seed so that re-testing reproduces the metrics recorded in training.
 
+Inference streams: :class:`PredictionStream` reads, predicts and hands out one batch at a
+time, :func:`predict_csv` writes each batch's rows into a temporary file renamed when complete,
+and :func:`evaluate` accumulates the confusion matrix, so memory does not grow with the number
+of parcels. An ensemble is loaded once and the data read once: each batch is read as stored and
+every member applies its own normalisation and geometric-feature z-scoring to it (the members
+share S and the sampling seed, so they see the same pixels).
+
 An ensemble averages the members' log-probabilities; its class probabilities are the
 softmax of that mean (the normalised geometric mean of the members' probabilities), so
 that the predicted class is the most probable one.
@@ -15,9 +22,10 @@ that the predicted class is the most probable one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
+from psetae.data.format import DatasetFormatError, load_normalisation
 from psetae.device import pick_device
 from psetae.errors import PsetaeError
 from psetae.io import atomic_write
@@ -42,7 +51,10 @@ __all__ = [
     "PredictError",
     "Prediction",
     "load_model",
+    "PredictionBatch",
+    "PredictionStream",
     "predict",
+    "predict_csv",
     "evaluate",
     "resolve_checkpoints",
     "write_predictions_csv",
@@ -173,110 +185,222 @@ def _stats(stored: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(stored["mean"].numpy()), np.asarray(stored["std"].numpy())
 
 
-def _dataset_for(
+def _uses_extra(meta: dict[str, Any]) -> bool:
+    return bool(meta.get("extra_features", meta["extra_stats"] is not None))
+
+
+@dataclass
+class _Member:
+    """One checkpoint of an ensemble and how to prepare a raw batch for it."""
+
+    path: Path
+    model: nn.Module
+    meta: dict[str, Any]
+    norm: tuple[torch.Tensor, torch.Tensor] | None  # float32, broadcast against (T, C, S)
+    extra_stats: tuple[np.ndarray, np.ndarray] | None  # float64 (E,)
+
+
+def _load_members(
+    paths: list[Path], device: torch.device, npixel: int | None, compile: bool
+) -> list[_Member]:
+    """Load every checkpoint once; refuse members that cannot share one read of the data."""
+    members = []
+    for path in paths:
+        model, meta = load_model(path, device)
+        norm = None
+        if meta["normalisation"] is not None:
+            mean, std = load_normalisation(_stats(meta["normalisation"]))
+            norm = (torch.from_numpy(mean), torch.from_numpy(std))
+        extra = _stats(meta["extra_stats"]) if _uses_extra(meta) else None
+        if compile:
+            from psetae.models import compile_model
+
+            model = compile_model(model)
+        members.append(_Member(path, model, meta, norm, extra))
+    first = members[0]
+    seed = _sampling_seed(first.meta)
+    for m in members[1:]:
+        if list(m.meta["class_ids"]) != list(first.meta["class_ids"]):
+            raise CheckpointError(
+                m.path, f"its classes differ from those of {first.path}: cannot ensemble them"
+            )
+        for what, mine, theirs in (
+            ("nomenclature", m.meta["nomenclature"], first.meta["nomenclature"]),
+            ("sampling seed", _sampling_seed(m.meta), seed),
+            ("S (pixels per parcel)", int(m.meta["npixel"]), int(first.meta["npixel"])),
+        ):
+            if what.startswith("S ") and npixel is not None:
+                continue  # --npixel sets one S for all members
+            if mine != theirs:
+                raise CheckpointError(
+                    m.path,
+                    f"its {what} {mine!r} differs from {theirs!r} of {first.path}: the members "
+                    "of an ensemble read the same pixels, so they must share S and the seed",
+                )
+    return members
+
+
+def _sampling_seed(meta: dict[str, Any]) -> int:
+    return int((meta.get("train_config") or {}).get("seed", 0))
+
+
+def _raw_dataset(
     root: PathLike, meta: dict[str, Any], labelled: bool, npixel: int | None
 ) -> PixelSetDataset:
-    """The folder prepared as the checkpoint's training data was."""
-    seed = int((meta.get("train_config") or {}).get("seed", 0))
+    """The folder as stored (no normalisation, no geometric features), sampled as in
+    evaluation with the checkpoint's seed; each member normalises the batches itself."""
     return PixelSetDataset(
         root,
         nomenclature=meta["nomenclature"],
         # Evaluating keeps the checkpoint's classes only; predicting keeps every parcel.
         classes=list(meta["class_ids"]) if labelled else None,
         npixel=int(npixel or meta["npixel"]),
-        normalisation=_stats(meta["normalisation"]),
-        extra_features=bool(meta.get("extra_features", meta["extra_stats"] is not None)),
-        extra_stats=_stats(meta["extra_stats"]),
+        normalisation=None,
+        extra_features=False,
         jitter=None,
         train=False,
-        seed=seed,
+        seed=_sampling_seed(meta),
         labels_required=labelled,
     )
 
 
-@torch.no_grad()
-def _log_probs(
-    model: nn.Module,
-    dataset: PixelSetDataset,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device,
-    progress: bool,
-    desc: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (N,), log-probabilities (N, K)) in the dataset's order."""
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_pixel_sets,
-        pin_memory=device.type == "cuda",
-    )
-    ids, out = [], []
-    for batch in progress_bar(loader, progress, desc=desc, leave=False):
-        b = {k: v.to(device) for k, v in batch.items()}
-        logits = model(b["pixels"], b["mask"], extra=b.get("extra"), positions=b.get("positions"))
-        out.append(torch.log_softmax(logits.double(), dim=1).cpu().numpy())  # (B, K)
-        ids.append(batch["id"].numpy())
-    k = model.num_classes
-    if not out:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, k))
-    return np.concatenate(ids), np.concatenate(out)
+def _raw_extra(data: PixelSetDataset) -> np.ndarray:
+    """(N, E) float64 geometric features of the dataset's parcels, as stored."""
+    from psetae.data.format import read_geomfeat
+
+    feats = read_geomfeat(data.root)
+    missing = [int(i) for i in data.ids if int(i) not in feats]
+    if missing:
+        raise DatasetFormatError(
+            data.root / "META" / "geomfeat.json", f"no features for ids {missing[:10]}"
+        )
+    return np.stack([feats[int(i)] for i in data.ids]) if len(data.ids) else np.zeros((0, 0))
 
 
-def _run(
-    root: PathLike,
-    checkpoints: Checkpoints,
-    labelled: bool,
-    batch_size: int,
-    device: str | torch.device | None,
-    num_workers: int,
-    npixel: int | None,
-    progress: bool,
-) -> tuple[Prediction, list[dict[str, Any]], int]:
-    paths = resolve_checkpoints(checkpoints)
-    dev = pick_device(device)
-    # Every checkpoint and the whole folder are checked before the first model runs.
-    first = load_checkpoint(paths[0])
-    for path in paths[1:]:
-        if list(load_checkpoint(path)["class_ids"]) != list(first["class_ids"]):
-            raise CheckpointError(
-                path, f"its classes differ from those of {paths[0]}: cannot ensemble them"
+@dataclass
+class PredictionBatch:
+    """The ensemble's output on one batch of parcels.
+
+    Attributes
+    ----------
+    ids
+        (B,) parcel ids.
+    log_probs
+        (B, K) mean over the members of the log-probabilities (float64).
+    labels
+        (B,) true class index when evaluating, else None.
+    """
+
+    ids: np.ndarray
+    log_probs: np.ndarray
+    labels: np.ndarray | None
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """(B, K) softmax of the mean log-probability: the ensemble's class probabilities."""
+        # Shifted by the row maximum for stability; rows are independent, so per batch.
+        p = np.exp(self.log_probs - self.log_probs.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+
+class PredictionStream:
+    """The predictions of a folder, batch by batch, with memory that does not grow with
+    the number of parcels.
+
+    Every checkpoint is loaded once; each batch is read once, as stored, and prepared for
+    each member with its own normalisation and geometric-feature statistics (the members
+    therefore share S and the sampling seed: they see the same pixels).
+
+    Attributes
+    ----------
+    class_ids, class_names
+        The K classes, in logit order.
+    checkpoints
+        The checkpoint files (after :func:`resolve_checkpoints`).
+    dataset
+        The folder's dataset (ids and labels, no normalisation).
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        checkpoints: Checkpoints,
+        labelled: bool,
+        *,
+        batch_size: int = 128,
+        device: str | torch.device | None = None,
+        num_workers: int = 0,
+        npixel: int | None = None,
+        progress: bool = True,
+        compile: bool = False,
+    ) -> None:
+        self.checkpoints = resolve_checkpoints(checkpoints)
+        self.device = pick_device(device)
+        # Every checkpoint and the whole folder are checked before the first model runs.
+        self.members = _load_members(self.checkpoints, self.device, npixel, compile)
+        meta = self.members[0].meta
+        check_input(root, meta["nomenclature"], labels_required=labelled)
+        self.root, self.labelled = root, labelled
+        self.dataset = _raw_dataset(root, meta, labelled, npixel)
+        needs_extra = any(m.extra_stats is not None for m in self.members)
+        self._extra = _raw_extra(self.dataset) if needs_extra else None  # (N, E) float64
+        self._norms = [
+            None if m.norm is None else self._broadcast(m.norm, m.path) for m in self.members
+        ]
+        self.class_ids = [int(c) for c in meta["class_ids"]]
+        self.class_names = [str(n) for n in meta["class_names"]]
+        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+
+    def _broadcast(
+        self, norm: tuple[torch.Tensor, torch.Tensor], path: Path
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self.dataset._broadcastable(norm[0].numpy(), norm[1].numpy(), path)
+        return torch.from_numpy(mean).to(self.device), torch.from_numpy(std).to(self.device)
+
+    def __len__(self) -> int:
+        """Number of parcels."""
+        return len(self.dataset)
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator[PredictionBatch]:
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_pixel_sets,
+            pin_memory=self.device.type == "cuda",
+        )
+        verb = "test" if self.labelled else "predict"
+        n = len(self.members)
+        desc = f"{verb} with {n} checkpoint{'s' if n > 1 else ''}"
+        start = 0
+        for batch in progress_bar(loader, self.progress, desc=desc, leave=False):
+            b = {k: v.to(self.device) for k, v in batch.items()}
+            rows = slice(start, start + len(batch["id"]))
+            start = rows.stop
+            total = None
+            for i, (member, norm) in enumerate(zip(self.members, self._norms, strict=True)):
+                pixels = b["pixels"]  # (B, T, C, S) as stored
+                if norm is not None:
+                    # The same float32 steps as the dataset's (x - mean) / std: equal bits.
+                    # The last member may overwrite the raw batch: no copy.
+                    pixels = pixels if i == n - 1 else pixels.clone()
+                    pixels = pixels.sub_(norm[0]).div_(norm[1])
+                extra = None
+                if member.extra_stats is not None:
+                    mean, std = member.extra_stats
+                    e = ((self._extra[rows] - mean) / std).astype(np.float32)  # (B, E)
+                    t = pixels.shape[1]
+                    extra = torch.from_numpy(e).to(self.device)[:, None].expand(-1, t, -1)
+                logits = member.model(pixels, b["mask"], extra=extra, positions=b["positions"])
+                logp = torch.log_softmax(logits.double(), dim=1)  # (B, K)
+                total = logp if total is None else total + logp
+            yield PredictionBatch(
+                ids=batch["id"].numpy(),
+                log_probs=(total / n).cpu().numpy(),
+                labels=batch["label"].numpy() if "label" in batch else None,
             )
-    check_input(root, first["nomenclature"], labels_required=labelled)
-    del first
-    metas: list[dict[str, Any]] = []
-    total = ids = np.zeros(0)  # replaced by the first checkpoint's
-    labels = None
-    n_total = 0
-    verb = "test" if labelled else "predict"
-    for i, path in enumerate(paths):
-        model, meta = load_model(path, dev)
-        metas.append(meta)
-        data = _dataset_for(root, meta, labelled, npixel)
-        desc = f"{verb} with checkpoint {i + 1}/{len(paths)}"
-        these_ids, logp = _log_probs(model, data, batch_size, num_workers, dev, progress, desc)
-        if i > 0 and not np.array_equal(ids, these_ids):
-            raise PredictError(f"{path}: selects other parcels of {root} than {paths[0]} does")
-        ids = these_ids
-        total = logp if i == 0 else total + logp
-        if labelled:
-            labels = np.asarray(data.labels, dtype=np.int64)
-            n_total = _count_labelled(root, meta["nomenclature"])
-    mean_logp = total / len(paths)  # (N, K)
-    # Softmax of the mean log-probability, shifted by the row maximum for stability.
-    probs = np.exp(mean_logp - mean_logp.max(axis=1, keepdims=True))  # (N, K)
-    probs /= probs.sum(axis=1, keepdims=True)
-    pred = Prediction(
-        ids=ids.astype(np.int64),
-        predicted=probs.argmax(axis=1).astype(np.int64),
-        probabilities=probs,
-        class_ids=[int(c) for c in metas[0]["class_ids"]],
-        class_names=[str(n) for n in metas[0]["class_names"]],
-        labels=labels,
-    )
-    return pred, metas, n_total
 
 
 def _count_labelled(root: PathLike, nomenclature: str) -> int:
@@ -295,8 +419,12 @@ def predict(
     num_workers: int = 0,
     npixel: int | None = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> Prediction:
     """Predict the class of every parcel of a folder (labels, if any, are not needed).
+
+    The result is held in memory: for millions of parcels use :func:`predict_csv`, which
+    streams to the file.
 
     Parameters
     ----------
@@ -313,6 +441,9 @@ def predict(
         Pixels sampled per parcel (default: the checkpoint's S).
     progress
         Show a progress bar.
+    compile
+        Run the models through :func:`psetae.models.compile_model` (pays on long runs on a
+        GPU only).
 
     Returns
     -------
@@ -321,14 +452,79 @@ def predict(
     Raises
     ------
     CheckpointError
-        Unreadable checkpoints, or ensemble members with different classes.
+        Unreadable checkpoints, or ensemble members with different classes, S or seeds.
     psetae.data.format.DatasetFormatError
         A problem with the folder.
     """
-    pred, _, _ = _run(root, checkpoints, False, batch_size, device, num_workers, npixel, progress)
+    stream = PredictionStream(
+        root,
+        checkpoints,
+        False,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        npixel=npixel,
+        progress=progress,
+        compile=compile,
+    )
+    batches = list(stream)
+    k = len(stream.class_ids)
+    probs = np.concatenate([b.probabilities for b in batches]) if batches else np.zeros((0, k))
+    ids = np.concatenate([b.ids for b in batches]) if batches else np.zeros(0, np.int64)
+    pred = Prediction(
+        ids=ids.astype(np.int64),
+        predicted=probs.argmax(axis=1).astype(np.int64),
+        probabilities=probs,
+        class_ids=stream.class_ids,
+        class_names=stream.class_names,
+    )
     if out_csv is not None:
         write_predictions_csv(pred, out_csv)
     return pred
+
+
+def predict_csv(
+    root: PathLike,
+    checkpoints: Checkpoints,
+    out_csv: PathLike,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    npixel: int | None = None,
+    progress: bool = True,
+    compile: bool = False,
+) -> int:
+    """Predict every parcel of a folder into a CSV, batch by batch (what ``psetae predict``
+    does): memory does not grow with the number of parcels, and the file appears only when
+    complete (it is written under a temporary name, then renamed).
+
+    Parameters are those of :func:`predict`; the CSV is that of
+    :func:`write_predictions_csv`.
+
+    Returns
+    -------
+    int
+        The number of parcels written.
+    """
+    stream = PredictionStream(
+        root,
+        checkpoints,
+        False,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        npixel=npixel,
+        progress=progress,
+        compile=compile,
+    )
+    n = 0
+    with _csv_writer(out_csv, stream.class_ids) as write:
+        for b in stream:
+            probs = b.probabilities
+            write(b.ids, probs.argmax(axis=1), probs, stream.class_ids, stream.class_names)
+            n += len(b.ids)
+    return n
 
 
 def evaluate(
@@ -340,12 +536,14 @@ def evaluate(
     num_workers: int = 0,
     npixel: int | None = None,
     progress: bool = True,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Test checkpoint(s) on a labelled folder, e.g. another region or year.
 
     The folder is prepared with the checkpoint's normalisation and geometric-feature
     statistics (not its own). Parcels whose class is not one of the checkpoint's classes
-    are left out and counted in ``n_skipped``.
+    are left out and counted in ``n_skipped``. The confusion matrix is accumulated batch by
+    batch, so memory does not grow with the number of parcels.
 
     Parameters
     ----------
@@ -353,7 +551,7 @@ def evaluate(
         One checkpoint or an ensemble.
     root
         A dataset folder labelled in the checkpoint's nomenclature.
-    batch_size, device, num_workers, npixel, progress
+    batch_size, device, num_workers, npixel, progress, compile
         As in :func:`predict`.
 
     Returns
@@ -370,20 +568,62 @@ def evaluate(
     PredictError
         No parcel of the folder belongs to the checkpoint's classes.
     """
-    pred, _, n_total = _run(
-        root, checkpoints, True, batch_size, device, num_workers, npixel, progress
+    stream = PredictionStream(
+        root,
+        checkpoints,
+        True,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        npixel=npixel,
+        progress=progress,
+        compile=compile,
     )
-    if len(pred.ids) == 0:
+    k = len(stream.class_ids)
+    if len(stream) == 0:
         raise PredictError(
             f"{root}: no parcel is labelled with one of the checkpoint's classes "
-            f"({pred.class_ids[:5]}...)"
+            f"({stream.class_ids[:5]}...)"
         )
-    cm = confusion_matrix(pred.labels, pred.predicted, len(pred.class_ids))
-    out = summarize(cm, pred.class_names)
+    cm = np.zeros((k, k), dtype=np.int64)
+    for b in stream:
+        cm += confusion_matrix(b.labels, b.log_probs.argmax(axis=1), k)
+    out = summarize(cm, stream.class_names)
     out["root"] = str(root)
-    out["checkpoints"] = [str(p) for p in resolve_checkpoints(checkpoints)]
-    out["n_skipped"] = int(n_total - len(pred.ids))
+    out["checkpoints"] = [str(p) for p in stream.checkpoints]
+    n_total = _count_labelled(root, stream.members[0].meta["nomenclature"])
+    out["n_skipped"] = int(n_total - len(stream))
     return out
+
+
+@contextlib.contextmanager
+def _csv_writer(path: PathLike, class_ids: Sequence[int]) -> Iterator[Any]:
+    """A function writing rows of predictions into ``path`` (atomically, on success)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "class_id", "class_name", *[f"prob_{c}" for c in class_ids]])
+
+        def write(
+            ids: np.ndarray,
+            predicted: np.ndarray,
+            probs: np.ndarray,
+            class_ids: Sequence[int],
+            class_names: Sequence[str],
+        ) -> None:
+            codes = np.asarray(class_ids, dtype=np.int64)[predicted]
+            w.writerows(
+                [
+                    int(ids[i]),
+                    int(codes[i]),
+                    class_names[int(predicted[i])],
+                    *[f"{p:.6g}" for p in probs[i]],
+                ]
+                for i in range(len(ids))
+            )
+
+        yield write
 
 
 def write_predictions_csv(pred: Prediction, path: PathLike) -> Path:
@@ -394,20 +634,6 @@ def write_predictions_csv(pred: Prediction, path: PathLike) -> Path:
     Path
         ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "class_id", "class_name", *[f"prob_{c}" for c in pred.class_ids]])
-        codes = pred.predicted_class_ids
-        for i in range(len(pred.ids)):
-            k = int(pred.predicted[i])
-            w.writerow(
-                [
-                    int(pred.ids[i]),
-                    int(codes[i]),
-                    pred.class_names[k],
-                    *[f"{p:.6g}" for p in pred.probabilities[i]],
-                ]
-            )
-    return path
+    with _csv_writer(path, pred.class_ids) as write:
+        write(pred.ids, pred.predicted, pred.probabilities, pred.class_ids, pred.class_names)
+    return Path(path)

@@ -13,7 +13,7 @@ import torch
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
 from psetae.data.format import write_dataset
 from psetae.metrics import confusion_matrix
-from psetae.predict import evaluate, load_model, predict, resolve_checkpoints
+from psetae.predict import evaluate, load_model, predict, predict_csv, resolve_checkpoints
 from psetae.train.checkpoint import CheckpointError
 from psetae.train.fit import TrainConfig, fit
 from tests.tiny import TINY_MODEL
@@ -40,29 +40,37 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("pred")
     root = write_crops(base / "train")
     ckpts = []
-    for seed in (0, 1):
+    # Two members as two folds would be: one seed, other training parcels, hence other
+    # geometric-feature statistics, and other normalisations (per channel; per date and
+    # channel), which the ensemble must apply member by member.
+    norms = [
+        (np.array([0.5, -1.0, 0.0], np.float32), np.array([2.0, 1.0, 0.5], np.float32)),
+        (np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3), np.full((5, 3), 1.5, np.float32)),
+    ]
+    for member, (first, norm) in enumerate(zip((10, 20), norms, strict=True)):
         cfg = TrainConfig(
             epochs=2,
             batch_size=8,
             npixel=6,
-            seed=seed,
+            seed=0,
             device="cpu",
             progress=False,
             model=TINY_MODEL,
             nomenclature="crop",
             classes=None,
         )
-        train = PixelSetDataset(root, "crop", npixel=6, ids=range(10, 34), seed=seed)
+        train_ids = [i for i in range(10, 50) if not first <= i < first + 12]
+        kw = {"npixel": 6, "seed": 0, "normalisation": norm}
+        train = PixelSetDataset(root, "crop", ids=train_ids, **kw)
         val = PixelSetDataset(
             root,
             "crop",
-            npixel=6,
-            ids=range(34, 50),
+            ids=range(first, first + 12),
             train=False,
             extra_stats=train.extra_stats,
-            seed=seed,
+            **kw,
         )
-        ckpts.append(fit(train, val, cfg, base / f"run{seed}").best_path)
+        ckpts.append(fit(train, val, cfg, base / f"run{member}").best_path)
     return root, ckpts
 
 
@@ -203,8 +211,76 @@ def test_the_progress_bars_say_what_they_do(trained, monkeypatch):
     root, ckpts = trained
     evaluate(ckpts, root, device="cpu")
     predict(root, ckpts[0], device="cpu")
-    assert descs == [
-        "test with checkpoint 1/2",
-        "test with checkpoint 2/2",
-        "predict with checkpoint 1/1",
-    ]
+    # One pass over the data for the whole ensemble.
+    assert descs == ["test with 2 checkpoints", "predict with 1 checkpoint"]
+
+
+def test_an_ensemble_reads_each_parcel_once(trained, monkeypatch):
+    root, ckpts = trained
+    reads = []
+    original = PixelSetDataset.__getitem__
+
+    def counting(self, i):
+        reads.append(int(self.ids[i]))
+        return original(self, i)
+
+    monkeypatch.setattr(PixelSetDataset, "__getitem__", counting)
+    pred = predict(root, ckpts, batch_size=7, progress=False)
+    assert sorted(reads) == sorted(pred.ids.tolist()) and len(reads) == 40
+
+
+def test_ensemble_members_must_share_s_and_the_seed(trained, tmp_path):
+    root, ckpts = trained
+    raw = torch.load(ckpts[1], weights_only=True)
+    raw["train_config"]["seed"] = 3
+    torch.save(raw, tmp_path / "seed.pt")
+    with pytest.raises(CheckpointError, match=r"seed.pt: its sampling seed 3 differs"):
+        predict(root, [ckpts[0], tmp_path / "seed.pt"], progress=False)
+    raw = torch.load(ckpts[1], weights_only=True)
+    raw["npixel"] = 9
+    torch.save(raw, tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=r"s.pt: its S \(pixels per parcel\) 9 differs"):
+        predict(root, [ckpts[0], tmp_path / "s.pt"], progress=False)
+    # --npixel gives every member the same S: then they can be ensembled.
+    assert len(predict(root, [ckpts[0], tmp_path / "s.pt"], npixel=6, progress=False).ids) == 40
+
+
+def test_predict_csv_streams_the_rows_of_predict(trained, tmp_path, monkeypatch):
+    root, ckpts = trained
+    n = predict_csv(root, ckpts, tmp_path / "s.csv", batch_size=7, progress=False)
+    predict(root, ckpts, tmp_path / "p.csv", batch_size=7, progress=False)
+    assert n == 40
+    assert (tmp_path / "s.csv").read_text() == (tmp_path / "p.csv").read_text()
+    # A failure after some batches were written leaves neither the CSV nor a temporary file.
+    import psetae.predict as predict_module
+
+    calls = []
+    original = predict_module.PredictionBatch.probabilities.fget
+
+    def failing(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk gone")
+        return original(self)
+
+    monkeypatch.setattr(predict_module.PredictionBatch, "probabilities", property(failing))
+    with pytest.raises(RuntimeError, match="disk gone"):
+        predict_csv(root, ckpts, tmp_path / "new" / "f.csv", batch_size=7, progress=False)
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_compile_runs_every_member_through_compile_model(trained, monkeypatch):
+    import psetae.models as models
+
+    compiled = []
+
+    def recording_compile(model, **kw):
+        compiled.append(type(model).__name__)
+        return model  # torch.compile itself takes minutes on CPU
+
+    monkeypatch.setattr(models, "compile_model", recording_compile)
+    root, ckpts = trained
+    a = predict(root, ckpts, progress=False, compile=True)
+    assert compiled == ["PseTae", "PseTae"]
+    b = predict(root, ckpts, progress=False)
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)

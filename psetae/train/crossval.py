@@ -36,13 +36,13 @@ from psetae.data.format import (
     read_labels,
 )
 from psetae.data.names import default_classes
-from psetae.device import pick_device
 from psetae.io import write_json_atomic
 from psetae.metrics import summarize
+from psetae.train import distributed
 from psetae.train.adapt import adapt_to_data, resolve_nomenclature
 from psetae.train.checkpoint import load_checkpoint
 from psetae.train.errors import TrainError
-from psetae.train.fit import TrainConfig, evaluate_model, fit
+from psetae.train.fit import TrainConfig, evaluate_distributed, fit
 from psetae.train.inputs import check_input
 from psetae.train.splits import Split, fraction_split, kfold_splits, load_split, save_splits
 
@@ -252,6 +252,9 @@ def cross_validate(
     *,
     resume: bool = True,
     notify: Callable[[str], None] | None = _notice,
+    compile: bool = False,
+    sync_batchnorm: bool = True,
+    dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
 ) -> CrossValResult:
     """Train and test PSE-TAE with the paper's k-fold protocol, or on one fixed split.
 
@@ -275,6 +278,9 @@ def cross_validate(
     notify
         Called with each notice of a setting the data changed (default: printed to stderr);
         None for silence.
+    compile, sync_batchnorm, dist_timeout_s
+        As in :func:`~psetae.train.fit.fit`. Under ``torchrun`` the folds run one after
+        the other, each on all the ranks; only rank 0 writes.
 
     Returns
     -------
@@ -292,10 +298,12 @@ def cross_validate(
     # The whole input is checked before anything is written: the dataset, the split, the
     # normalisation file, and an output folder holding another experiment.
     config, splits = prepare_run(root, out, folds, config or TrainConfig(), split, notify)
-    out.mkdir(parents=True, exist_ok=True)
-    save_splits(splits, out / "splits.json")
-    write_json_atomic(out / "config.json", config.to_dict())
-    device = pick_device(config.device)
+    main = distributed.from_env().is_main  # under torchrun only rank 0 writes
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_splits(splits, out / "splits.json")
+        write_json_atomic(out / "config.json", config.to_dict())
+    parallel = {"compile": compile, "sync_batchnorm": sync_batchnorm}
 
     fold_results: list[dict[str, Any]] = []
     checkpoints: list[Path] = []
@@ -305,7 +313,16 @@ def cross_validate(
         fold_dir = out / f"fold_{i}"
         train_set, val_set, test_set = make_datasets(root, s, config)
         desc = f"fold {i}/{len(splits)}"
-        result = fit(train_set, val_set, config, fold_dir, resume=resume, desc=desc)
+        result = fit(
+            train_set,
+            val_set,
+            config,
+            fold_dir,
+            resume=resume,
+            desc=desc,
+            dist_timeout_s=dist_timeout_s,
+            **parallel,
+        )
         checkpoints.append(result.best_path)
         class_names = list(load_checkpoint(result.best_path)["class_names"])
         record: dict[str, Any] = {
@@ -318,10 +335,12 @@ def cross_validate(
             "test": None,
         }
         if test_set is not None:
-            ev = evaluate_model(result.model, test_set, config, device, desc=f"{desc} test")
+            dev = next(result.model.parameters()).device  # this rank's, under torchrun
+            ev = evaluate_distributed(result.model, test_set, config, dev, f"{desc} test")
             record["test"] = summarize(ev["cm"], class_names)
             total_cm = ev["cm"] if total_cm is None else total_cm + ev["cm"]
-            write_json_atomic(fold_dir / "test.json", record["test"])
+            if main:
+                write_json_atomic(fold_dir / "test.json", record["test"])
         fold_results.append(record)
 
     overall = None
@@ -336,16 +355,17 @@ def cross_validate(
         k = len(class_names or [])
         total_cm = np.zeros((k, k), dtype=np.int64)
     results_path = out / "results.json"
-    write_json_atomic(
-        results_path,
-        {
-            "root": str(root),
-            "folds": fold_results,
-            "overall": overall,
-            "checkpoints": [str(p) for p in checkpoints],
-            "config": config.to_dict(),
-        },
-    )
+    if main:
+        write_json_atomic(
+            results_path,
+            {
+                "root": str(root),
+                "folds": fold_results,
+                "overall": overall,
+                "checkpoints": [str(p) for p in checkpoints],
+                "config": config.to_dict(),
+            },
+        )
     return CrossValResult(
         folds=fold_results,
         overall=overall,

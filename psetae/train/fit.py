@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from psetae.data.names import class_names
 from psetae.device import pick_device
@@ -38,6 +39,7 @@ from psetae.models.config import ConfigError
 from psetae.models.init import reference_init_
 from psetae.models.registry import build_model, model_config
 from psetae.progress import epoch_lines_wanted, progress_bar
+from psetae.train import distributed
 from psetae.train.checkpoint import load_checkpoint, save_checkpoint
 from psetae.train.errors import TrainError
 
@@ -49,6 +51,7 @@ __all__ = [
     "model_config_for",
     "dataset_metadata",
     "evaluate_model",
+    "evaluate_distributed",
     "epoch_seed",
     "epoch_line",
 ]
@@ -306,19 +309,21 @@ def evaluation_draws(dataset: Any, draws: int) -> list[Any]:
     return views
 
 
-def _epoch_view(dataset: Any, seed: int, epoch: int) -> Any:
+def _epoch_view(dataset: Any, seed: int, epoch: int, rank: int = 0) -> Any:
     """The training set for one epoch, its pixel sampling and jitter seeded by (seed, epoch).
 
     A :class:`~psetae.data.dataset.PixelSetDataset` keeps one random stream per process,
     seeded by its ``seed``; a fresh view per epoch (``subset`` shares the files and
     statistics) with a per-epoch seed makes each epoch's draws independent of the epochs
-    before it, which is what makes resuming exact. Other datasets are used as they are.
+    before it, which is what makes resuming exact. Under torchrun each rank draws from its own
+    stream (``rank``), else the ranks would draw the same pixels for different parcels in
+    lockstep. Other datasets are used as they are.
     """
     subset = getattr(dataset, "subset", None)
     if not callable(subset) or not hasattr(dataset, "seed"):
         return dataset
     view = subset(np.arange(len(dataset)))
-    view.seed = epoch_seed(seed, epoch, "data") % 2**63
+    view.seed = epoch_seed(seed, epoch, _rank_stream("data", rank)) % 2**63
     return view
 
 
@@ -411,7 +416,7 @@ def _train_one_epoch(
     desc: str,
 ) -> dict[str, float]:
     model.train()
-    k = model.num_classes
+    k = _unwrapped(model).num_classes
     cm = np.zeros((k, k), dtype=np.int64)
     total, n = 0.0, 0
     bar = progress_bar(loader, progress, desc=desc, leave=False)
@@ -431,7 +436,7 @@ def _train_one_epoch(
         cm += confusion_matrix(labels.cpu().numpy(), logits.detach().argmax(1).cpu().numpy(), k)
         if progress:
             bar.set_postfix(loss=f"{total / n:.4f}")
-    return {"loss": total / n, "oa": overall_accuracy(cm), "miou": mean_iou(cm)}
+    return {"loss": total / n, "oa": overall_accuracy(cm), "miou": mean_iou(cm), "cm": cm, "n": n}
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
@@ -465,6 +470,150 @@ def _json_number(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
+# --------------------------------------------------------------------------- several processes
+# torchrun starts one process per GPU (or several on CPUs); psetae.train.distributed tells each
+# its rank. Alone (no torchrun), every function below reduces to the one-process behaviour.
+
+
+def _rank_stream(name: str, rank: int) -> str:
+    """The name of a random stream of one rank; rank 0 keeps the one-process name."""
+    return name if rank == 0 else f"{name}:rank{rank}"
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model itself inside a DistributedDataParallel or torch.compile wrapper."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def _local_batch(ctx: distributed.Distributed, global_batch: int) -> int:
+    """This rank's share of ``--batch-size`` (the global batch), equal on every rank."""
+    if global_batch % ctx.world_size:
+        raise distributed.DistributedError(
+            f"--batch-size {global_batch} is not divisible by the {ctx.world_size} processes: "
+            "the ranks must take the same number of steps per epoch"
+        )
+    local = ctx.batch_size(global_batch)
+    if ctx.enabled and local < 2:
+        raise distributed.DistributedError(
+            f"--batch-size {global_batch} leaves {local} parcel per process: BatchNorm needs "
+            "at least 2 per process"
+        )
+    return local
+
+
+def _parallel(
+    model: nn.Module,
+    ctx: distributed.Distributed,
+    device: torch.device,
+    sync_batchnorm: bool,
+    compile: bool,
+) -> nn.Module:
+    """The module that trains: ``model`` alone; under torchrun ``model`` (its BatchNorm
+    synchronised over the ranks on GPUs) in DistributedDataParallel, which averages the
+    gradients over the ranks at every step. It shares ``model``'s parameters."""
+    trained = model
+    if ctx.enabled:
+        if sync_batchnorm and device.type == "cuda":  # SyncBatchNorm takes GPU inputs only
+            # In place for the children: ``model`` keeps its identity, config and weights.
+            trained = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ids = [device.index] if device.type == "cuda" else None
+        trained = DistributedDataParallel(trained, device_ids=ids)
+    if compile:
+        from psetae.models import compile_model
+
+        trained = compile_model(trained)
+    return trained
+
+
+def _train_loader(
+    dataset: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    ctx: distributed.Distributed,
+) -> DataLoader:
+    """The shuffled training batches of one rank for one epoch.
+
+    One DistributedSampler, also alone (``num_replicas=1``), so that the order is the same
+    permutation for any number of ranks: rank r takes every N-th parcel of it, so with the
+    batch B divisible by N the ranks' j-th batches together are the j-th batch of one
+    process. When N does not divide the parcels, the sampler repeats up to N - 1 of them.
+    """
+    from psetae.data.dataset import collate_pixel_sets
+
+    sampler = DistributedSampler(
+        dataset,
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=True,
+        seed=epoch_seed(config.seed, 0, "order"),
+        drop_last=False,
+    )
+    sampler.set_epoch(epoch)
+    local = _local_batch(ctx, config.batch_size)
+    return DataLoader(
+        dataset,
+        batch_size=local,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=collate_pixel_sets,
+        pin_memory=device.type == "cuda",
+        # BatchNorm cannot train on a batch of one parcel (the TAE's query is normalised
+        # over parcels): drop a last batch of one (a random parcel, the order is shuffled).
+        # Every rank has as many parcels, so all drop it or none.
+        drop_last=len(sampler) % local == 1,
+    )
+
+
+def _sum_metrics(
+    ctx: distributed.Distributed, loss: float, n: int, cm: np.ndarray, device: torch.device
+) -> dict[str, Any]:
+    """Mean loss, confusion matrix, OA and mIoU over all ranks from one rank's share."""
+    loss_sum = loss * n if n else 0.0
+    total, count = ctx.sum(np.array([loss_sum, n], dtype=np.float64), device)
+    cm = ctx.sum(cm, device)
+    return {
+        "loss": float(total / count) if count else float("nan"),
+        "cm": cm,
+        "oa": overall_accuracy(cm),
+        "miou": mean_iou(cm),
+    }
+
+
+def evaluate_distributed(
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    device: torch.device | None = None,
+    desc: str = "eval",
+    ctx: distributed.Distributed | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_model` with the parcels shared among the ranks of a torchrun job.
+
+    Rank r evaluates parcels ``r, r + N, ...`` (no padding, so no parcel counts twice when N
+    does not divide them); the loss sums, parcel counts and confusion matrices are added
+    over the ranks, so every rank gets the metrics of one process on the whole set. Alone,
+    it is :func:`evaluate_model`.
+    """
+    ctx = ctx or distributed.from_env()
+    model = _unwrapped(model)
+    if not ctx.enabled:
+        return evaluate_model(model, dataset, config, device, desc=desc)
+    shard = ctx.shard(len(dataset))
+    subset = getattr(dataset, "subset", None)
+    part = subset(shard) if callable(subset) else torch.utils.data.Subset(dataset, shard)
+    device = device or next(model.parameters()).device
+    k = model.num_classes
+    if len(part):
+        ev = evaluate_model(model, part, config, device, desc=desc)
+        loss, cm = ev["loss"], ev["cm"]
+    else:  # fewer parcels than ranks
+        loss, cm = 0.0, np.zeros((k, k), dtype=np.int64)
+    return _sum_metrics(ctx, loss, int(cm.sum()), cm, device)
+
+
 def fit(
     train_data: Dataset,
     val_data: Dataset,
@@ -474,6 +623,9 @@ def fit(
     resume: bool = True,
     callback: Callable[[dict[str, float]], None] | None = None,
     desc: str = "",
+    compile: bool = False,
+    sync_batchnorm: bool = True,
+    dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
 ) -> FitResult:
     """Train PSE-TAE on one split, keeping the epoch with the best validation mIoU.
 
@@ -500,6 +652,19 @@ def fit(
         Called with each epoch's history record, e.g. to plot live in a notebook.
     desc
         Label of the progress bar and of the per-epoch lines (e.g. ``"fold 2/5"``).
+    compile
+        Train the model through :func:`psetae.models.compile_model` (off by default: it
+        compiles for minutes first, and gave no gain on CPU).
+    sync_batchnorm
+        Under torchrun on GPUs, BatchNorm statistics of the global batch (SyncBatchNorm);
+        False keeps each rank's own. On CPUs BatchNorm is always local.
+    dist_timeout_s
+        Under torchrun, how long a rank waits for the others before the job fails.
+
+    Under ``torchrun`` (see :mod:`psetae.train.distributed`) every rank calls ``fit`` with
+    the same arguments: ``config.batch_size`` is the global batch, split across the ranks;
+    the gradients are averaged over the ranks; the validation metrics are those of the whole
+    set; only rank 0 writes files.
 
     Returns
     -------
@@ -523,9 +688,15 @@ def fit(
             f"{list(val_data.class_ids)}"
         )
     device = pick_device(config.device)
+    ctx = distributed.setup(device, dist_timeout_s)
+    device = ctx.device(device)
+    _local_batch(ctx, config.batch_size)  # refuse a batch the ranks cannot share, now
+    if not ctx.is_main:  # one progress bar for the job, rank 0's (the config saved is its)
+        config = dataclasses.replace(config, progress=False)
     use_amp = bool(config.amp) and device.type == "cuda"
 
     model = init_model(train_data, config).to(device)
+    trained = _parallel(model, ctx, device, sync_batchnorm, compile)  # shares model's weights
     name = config.model_name
     # foreach: one fused pass over all parameters instead of a loop of small kernels (faster on CPU).
     optimizer = torch.optim.Adam(
@@ -550,10 +721,12 @@ def fit(
         best_epoch = int(ckpt["best_epoch"])
         best_metric = float(ckpt["best_metric"])
         start = int(ckpt["epoch"]) + 1
-    else:
+    elif ctx.is_main:
         # Starting over: a best.pt left by an earlier run must not be mistaken for ours.
         best_path.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)  # only now: everything above may refuse the input
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)  # only now: everything above may refuse the input
+    ctx.barrier()  # every rank has read last.pt before rank 0 replaces it
 
     def checkpoint(epoch: int, for_resume: bool) -> dict[str, Any]:
         return {
@@ -582,14 +755,13 @@ def fit(
     )
     for epoch in epochs:
         t0 = time.perf_counter()
-        torch.manual_seed(epoch_seed(config.seed, epoch, "torch"))  # dropout
+        torch.manual_seed(epoch_seed(config.seed, epoch, _rank_stream("torch", ctx.rank)))
         for group in optimizer.param_groups:
             group["lr"] = epoch_lr(config, epoch)
-        loader = _loader(
-            _epoch_view(train_data, config.seed, epoch), config, device, shuffle=True, epoch=epoch
-        )
+        view = _epoch_view(train_data, config.seed, epoch, ctx.rank)
+        loader = _train_loader(view, config, device, epoch, ctx)
         tr = _train_one_epoch(
-            model,
+            trained,
             loader,
             optimizer,
             scaler,
@@ -599,7 +771,9 @@ def fit(
             config.progress,
             desc=f"epoch {epoch}",
         )
-        va = evaluate_model(model, val_data, config, device, desc="validation")
+        if ctx.enabled:  # the training figures of the global batch, as in one process
+            tr = _sum_metrics(ctx, tr["loss"], tr["n"], tr["cm"], device)
+        va = evaluate_distributed(model, val_data, config, device, "validation", ctx)
         record = {
             "epoch": epoch,
             "train_loss": tr["loss"],
@@ -615,21 +789,25 @@ def fit(
         improved = va["miou"] > best_metric  # nan never improves
         if improved:
             best_epoch, best_metric = epoch, float(va["miou"])
-            save_checkpoint(best_path, checkpoint(epoch, for_resume=False))
-        save_checkpoint(last_path, checkpoint(epoch, for_resume=True))
-        write_json_atomic(
-            history_path, [{k: _json_number(v) for k, v in r.items()} for r in history]
-        )
+            if ctx.is_main:
+                save_checkpoint(best_path, checkpoint(epoch, for_resume=False))
+        if ctx.is_main:
+            save_checkpoint(last_path, checkpoint(epoch, for_resume=True))
+            write_json_atomic(
+                history_path, [{k: _json_number(v) for k, v in r.items()} for r in history]
+            )
         if log_epochs:
-            print(epoch_line(record, config.epochs, desc), flush=True)
+            if ctx.is_main:
+                print(epoch_line(record, config.epochs, desc), flush=True)
         else:
             epochs.set_postfix(val_miou=f"{va['miou']:.3f}", best=f"{best_metric:.3f}")
         if callback is not None:
             callback(record)
 
-    if not best_path.exists():
+    if ctx.is_main and not best_path.exists():
         # No epoch had a defined validation mIoU (or no epoch ran): keep the last weights.
         save_checkpoint(best_path, checkpoint(start - 1, for_resume=False))
+    ctx.barrier()  # rank 0 has written best.pt
     best = load_checkpoint(best_path)
     model.load_state_dict(best["state_dict"])
     model.eval()

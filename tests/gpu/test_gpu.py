@@ -48,3 +48,45 @@ def test_the_model_runs_on_the_gpu_by_default():
     with torch.no_grad():
         assert model(pixels, mask, extra).shape == (4, 20)
     assert torch.cuda.max_memory_allocated() > 0
+
+
+def _torchrun_ddp(device: str, n: int, out) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}"]
+    cmd += [str(repo / "tests" / "gpu" / "ddp_worker.py"), device, str(out)]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "ddp.json").read_text())
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_ddp_nccl_sync_batchnorm_equals_one_process_on_the_global_batch(tmp_path):
+    """2 ranks x 8 parcels with SyncBatchNorm: the BatchNorm running statistics and the
+    averaged gradients of one process on all 16."""
+    r = _torchrun_ddp("cuda", 2, tmp_path)
+    assert r["backend"] == "nccl" and r["sync"] and r["world_size"] == 2
+    assert r["running_stats_diff"] < 1e-5 and r["grad_diff"] < 1e-5
+
+
+def test_ddp_gloo_on_cpus_keeps_batchnorm_local(tmp_path):
+    """On CPUs (gloo) BatchNorm is local: the running statistics are rank 0's 8 parcels',
+    not those of the 16, which the SyncBatchNorm check above relies on to mean something."""
+    r = _torchrun_ddp("cpu", 2, tmp_path)
+    assert r["backend"] == "gloo" and not r["sync"]
+    assert r["running_stats_diff"] > 1e-3
+
+
+@needs_cuda
+def test_torchrun_one_process_on_the_gpu(tmp_path):
+    """torchrun with one rank on this GPU: alone, no process group and no wrapping (the
+    same step as one process); a machine with 2 GPUs runs the nccl check above."""
+    r = _torchrun_ddp("cuda", 1, tmp_path)
+    assert r["world_size"] == 1
+    assert r["running_stats_diff"] < 1e-5 and r["grad_diff"] < 1e-5
