@@ -714,6 +714,13 @@ def _add_raster_commands(command: Any) -> None:
     p.add_argument("--date-pattern", default=None, help="regex of the YYYYMMDD date")
     p.add_argument("--all-touched", action="store_true", help="every pixel a polygon touches")
     p.add_argument("--nomenclature", default="label", help="name of the labels")
+    p.add_argument(
+        "--codes-from",
+        type=_existing_dir,
+        default=None,
+        metavar="DATASET",
+        help="reuse this imported dataset's label codes (class k = same code)",
+    )
     p.add_argument("--tile", type=_positive_int, default=256, help="window side (pixels)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_import_rasters)
@@ -748,6 +755,13 @@ def _add_raster_commands(command: Any) -> None:
     p.add_argument("--id-column", default="id", help="parcel id column")
     p.add_argument("--label-column", default=None, help="declared label column")
     p.add_argument("--dataset", type=_existing_dir, default=None, help="the imported dataset")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the checkpoint that predicted: its label codes translate class ids "
+        "and must agree with --dataset's",
+    )
     p.add_argument("--nomenclature", default="label", help="name of the labels")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_map)
@@ -770,6 +784,7 @@ def _cmd_import_rasters(args: argparse.Namespace) -> int:
         date_pattern=args.date_pattern or DATE_PATTERN,
         all_touched=args.all_touched,
         nomenclature=args.nomenclature,
+        codes_from=args.codes_from,
         tile=args.tile,
         overwrite=args.overwrite,
     )
@@ -811,6 +826,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         dataset=args.dataset,
         nomenclature=args.nomenclature,
+        checkpoint=args.checkpoint,
         overwrite=args.overwrite,
     )
     print(f"map written: {out}")

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
+from psetae.data.rasters import check_label_codes
 from psetae.device import pick_device
 from psetae.errors import PsetaeError
 from psetae.io import atomic_write
@@ -245,6 +246,7 @@ def _run(
                 path, f"its classes differ from those of {paths[0]}: cannot ensemble them"
             )
     check_input(root, first["nomenclature"], labels_required=labelled)
+    check_label_codes(root, first, paths[0])  # class ids mean the same codes as in training
     del first
     metas: list[dict[str, Any]] = []
     total = ids = np.zeros(0)  # replaced by the first checkpoint's
