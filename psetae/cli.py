@@ -730,13 +730,28 @@ def _add_raster_commands(command: Any) -> None:
         "write a synthetic GeoTIFF time series and its parcel polygons",
         "Write a small synthetic Sentinel-2 region (UTM 31N): one GeoTIFF per date with "
         "the simulator's crop spectra, clouds on some dates (CLOUD band), and the parcels "
-        "as a GeoPackage. Offline and deterministic.",
+        "as a GeoPackage. Offline and deterministic. Each seed has its own place on the map "
+        "(seed s: column s mod 16, row s // 16 of a grid of scenes) unless --origin is given.",
         "example: psetae simulate-scene --out scene",
     )
     p.add_argument("--out", type=Path, required=True, help="folder to create")
     p.add_argument("--size", type=_positive_int, default=256, help="width and height (pixels)")
     p.add_argument("--fields", type=_positive_int, default=200, help="number of fields")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--origin",
+        type=float,
+        nargs=2,
+        metavar=("X", "Y"),
+        default=None,
+        help="upper-left corner in metres (default: a place of the seed's own)",
+    )
+    p.add_argument(
+        "--nodata-share",
+        type=_fraction,
+        default=0.0,
+        help="share of pixels per date written as nodata (-9999)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_simulate_scene)
 
@@ -809,6 +824,8 @@ def _cmd_simulate_scene(args: argparse.Namespace) -> int:
         height=args.size,
         n_fields=args.fields,
         seed=args.seed,
+        origin=None if args.origin is None else tuple(args.origin),
+        nodata_share=args.nodata_share,
         overwrite=args.overwrite,
     )
     print(f"scene written: rasters {files.rasters}, parcels {files.parcels}")
