@@ -48,7 +48,6 @@ refuses a dataset that maps class ids to other codes.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import csv
 import json
@@ -907,7 +906,6 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=32))  # MB: blocks are read once
         paths = {la.path for la in series.layers}
         handles = {p: stack.enter_context(rasterio.open(p)) for p in paths}
-        writer = stack.enter_context(_ParcelWriter(data_dir, n_t, n_c, series.dtype))
         for tr_i in range(n_tr):
             for tc_i in range(n_tc):
                 r0, c0 = tr_i * tile, tc_i * tile
@@ -968,7 +966,8 @@ def _extract(series, geoms, ids, data_dir, all_touched, tile, progress):
                         m = ok[a:e]
                         pending.setdefault(k, []).append((flat[a:e][m], cube[:, :, a:e][:, :, m]))
                 for k in due.pop(tr_i * n_tc + tc_i, []):
-                    sizes[k] = writer.submit(int(ids[k]), pending.pop(k, []))
+                    sizes[k] = _write_parcel(data_dir, int(ids[k]), pending.pop(k, []), n_t, n_c,
+                                             series.dtype)  # fmt: skip
                 if progress is not None:
                     progress(tr_i * n_tc + tc_i + 1, n_tr * n_tc)
     box_px = (bbox[:, 1] - bbox[:, 0] + 1) * (bbox[:, 3] - bbox[:, 2] + 1)
@@ -983,42 +982,6 @@ def _grow_bbox(bbox: np.ndarray, k: int, rr: np.ndarray, cc: np.ndarray) -> None
     else:
         bbox[k] = (min(bbox[k, 0], lo_r), max(bbox[k, 1], hi_r),
                    min(bbox[k, 2], lo_c), max(bbox[k, 3], hi_c))  # fmt: skip
-
-
-class _ParcelWriter:
-    """Writes parcels in a background thread while the next tiles are read (saving one small
-    .npy each dominated a single-threaded import); at most ``max_pending`` wait, so memory
-    stays bounded. An error in the thread is raised by the next ``submit`` or on exit."""
-
-    def __init__(self, data_dir: Path, n_t: int, n_c: int, dtype, max_pending: int = 512):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.args = (data_dir, n_t, n_c, dtype)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psetae-write")
-        self.futures: collections.deque = collections.deque()
-        self.max_pending = max_pending
-
-    def submit(self, pid: int, chunks: list) -> int:
-        """Queue parcel ``pid`` (its ``(flat index, pixels)`` chunks); returns its pixel count."""
-        while self.futures and (self.futures[0].done() or len(self.futures) >= self.max_pending):
-            self.futures.popleft().result()  # re-raises the thread's error
-        data_dir, n_t, n_c, dtype = self.args
-        self.futures.append(self.pool.submit(_write_parcel, data_dir, pid, chunks, n_t, n_c, dtype))
-        return sum(len(f) for f, _ in chunks)
-
-    def __enter__(self) -> _ParcelWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            while self.futures:
-                future = self.futures.popleft()
-                if exc_type is None:
-                    future.result()
-                else:
-                    future.cancel()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
 def _write_parcel(data_dir: Path, pid: int, chunks: list, n_t: int, n_c: int, dtype) -> int:

@@ -337,20 +337,3 @@ def test_existing_output_is_kept(tmp_path, series):
         import_rasters(series, tmp_path / "p.gpkg", tmp_path / "ds")
     import_rasters(series, tmp_path / "p.gpkg", tmp_path / "ds", overwrite=True)
     assert set(read_sizes(tmp_path / "ds")) == {1, 2}
-
-
-def test_a_failed_parcel_write_fails_the_import_and_writes_nothing(tmp_path, series, monkeypatch):
-    import psetae.data.rasters as rasters
-
-    write_parcels(tmp_path / "p.gpkg", some_parcels())
-    real = rasters._write_parcel
-
-    def failing(data_dir, pid, *args):
-        if pid == 7:  # in the background writer thread
-            raise OSError(28, "No space left on device")
-        return real(data_dir, pid, *args)
-
-    monkeypatch.setattr(rasters, "_write_parcel", failing)
-    with pytest.raises(OSError, match="No space left"):
-        import_rasters(series, tmp_path / "p.gpkg", tmp_path / "ds", tile=16)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gpkg", "rasters"]  # no output
