@@ -36,8 +36,7 @@ Speed and memory: the scene is read in square tiles. For each tile, every parcel
 once into an id image (``rasterio.features.rasterize``), each date's window is read once and
 the pixels are grouped by id with numpy (argsort). A parcel is written as soon as the last
 tile it touches is done, so memory is bounded by a tile and the parcels that straddle it, not
-by the scene. The parcel files are saved by one background thread (at most 512 waiting), so
-the disk writes overlap the reading of the next tiles.
+by the scene.
 
 Class ids: labels are stored as 0..K-1 with ``META/<nomenclature>_codes.json`` mapping them
 back to the file's codes. Two imports of different parcel files number their codes
