@@ -766,6 +766,13 @@ def _add_raster_commands(command: Any) -> None:
     p.add_argument("--date-pattern", default=None, help="regex of the YYYYMMDD date")
     p.add_argument("--all-touched", action="store_true", help="every pixel a polygon touches")
     p.add_argument("--nomenclature", default="label", help="name of the labels")
+    p.add_argument(
+        "--codes-from",
+        type=_existing_dir,
+        default=None,
+        metavar="DATASET",
+        help="reuse this imported dataset's label codes (class k = same code)",
+    )
     p.add_argument("--tile", type=_positive_int, default=256, help="window side (pixels)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_import_rasters)
@@ -775,13 +782,28 @@ def _add_raster_commands(command: Any) -> None:
         "write a synthetic GeoTIFF time series and its parcel polygons",
         "Write a small synthetic Sentinel-2 region (UTM 31N): one GeoTIFF per date with "
         "the simulator's crop spectra, clouds on some dates (CLOUD band), and the parcels "
-        "as a GeoPackage. Offline and deterministic.",
+        "as a GeoPackage. Offline and deterministic. Each seed has its own place on the map "
+        "(seed s: column s mod 16, row s // 16 of a grid of scenes) unless --origin is given.",
         "example: psetae simulate-scene --out scene",
     )
     p.add_argument("--out", type=Path, required=True, help="folder to create")
     p.add_argument("--size", type=_positive_int, default=256, help="width and height (pixels)")
     p.add_argument("--fields", type=_positive_int, default=200, help="number of fields")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--origin",
+        type=float,
+        nargs=2,
+        metavar=("X", "Y"),
+        default=None,
+        help="upper-left corner in metres (default: a place of the seed's own)",
+    )
+    p.add_argument(
+        "--nodata-share",
+        type=_fraction,
+        default=0.0,
+        help="share of pixels per date written as nodata (-9999)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_simulate_scene)
 
@@ -800,6 +822,13 @@ def _add_raster_commands(command: Any) -> None:
     p.add_argument("--id-column", default="id", help="parcel id column")
     p.add_argument("--label-column", default=None, help="declared label column")
     p.add_argument("--dataset", type=_existing_dir, default=None, help="the imported dataset")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the checkpoint that predicted: its label codes translate class ids "
+        "and must agree with --dataset's",
+    )
     p.add_argument("--nomenclature", default="label", help="name of the labels")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=_cmd_map)
@@ -822,6 +851,7 @@ def _cmd_import_rasters(args: argparse.Namespace) -> int:
         date_pattern=args.date_pattern or DATE_PATTERN,
         all_touched=args.all_touched,
         nomenclature=args.nomenclature,
+        codes_from=args.codes_from,
         tile=args.tile,
         overwrite=args.overwrite,
     )
@@ -846,6 +876,8 @@ def _cmd_simulate_scene(args: argparse.Namespace) -> int:
         height=args.size,
         n_fields=args.fields,
         seed=args.seed,
+        origin=None if args.origin is None else tuple(args.origin),
+        nodata_share=args.nodata_share,
         overwrite=args.overwrite,
     )
     print(f"scene written: rasters {files.rasters}, parcels {files.parcels}")
@@ -863,6 +895,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
         label_column=args.label_column,
         dataset=args.dataset,
         nomenclature=args.nomenclature,
+        checkpoint=args.checkpoint,
         overwrite=args.overwrite,
     )
     print(f"map written: {out}")

@@ -3,7 +3,8 @@
 The map has one row per parcel of the parcel file, with ``pred_class`` (the class id of the
 predictions, 0..K-1 for an imported dataset), ``pred_name``, ``probability`` (of the predicted
 class) and, when a dataset folder written by :func:`psetae.data.rasters.import_rasters` is given,
-``pred_code`` (the parcel file's own label code). With a label column, ``true_code`` (and, with
+``pred_code`` (the parcel file's own label code; or with the checkpoint, which stores the code
+mapping of its training data and refuses a dataset whose mapping differs). With a label column, ``true_code`` (and, with
 the dataset's codes, ``correct``) is added. Parcels without a prediction keep empty values.
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from psetae.data.format import DatasetFormatError, read_json
+from psetae.data.format import DatasetFormatError
+from psetae.data.rasters import check_label_codes, read_label_codes
 from psetae.errors import OutputExistsError, PsetaeError
 
 __all__ = ["MapError", "read_predictions", "join_predictions", "write_prediction_map"]
@@ -73,12 +75,32 @@ def read_predictions(path: PathLike):
     )
 
 
-def _dataset_codes(dataset: PathLike, nomenclature: str) -> dict[int, object]:
-    path = Path(dataset) / "META" / f"{nomenclature}_codes.json"
-    obj = read_json(path)
-    if not isinstance(obj, dict):
-        raise DatasetFormatError(path, "expected {class: code}")
-    return {int(k): v for k, v in obj.items()}
+def _class_codes(
+    dataset: PathLike | None, checkpoint: PathLike | None, nomenclature: str
+) -> dict[int, object] | None:
+    """``{class id: code}`` to translate predictions: the dataset's, checked against the
+    checkpoint's (refused if they differ), or the checkpoint's alone."""
+    stored = None
+    if checkpoint is not None:
+        from psetae.train.checkpoint import load_checkpoint
+
+        meta = load_checkpoint(checkpoint)
+        nomenclature = meta.get("nomenclature", nomenclature)
+        stored = meta.get("label_codes")
+        if dataset is not None:
+            check_label_codes(dataset, meta, checkpoint)
+    if dataset is not None:
+        codes = read_label_codes(dataset, nomenclature)
+        if codes is None:
+            path = Path(dataset) / "META" / f"{nomenclature}_codes.json"
+            raise DatasetFormatError(path, "no such file: no codes to translate class ids")
+    elif stored is not None:
+        codes = stored
+    elif checkpoint is not None:
+        raise MapError(f"{checkpoint}: stores no label codes (not trained on an imported dataset)")
+    else:
+        return None
+    return {int(k): v for k, v in codes.items()}
 
 
 def join_predictions(
@@ -89,6 +111,7 @@ def join_predictions(
     label_column: str | None = None,
     dataset: PathLike | None = None,
     nomenclature: str = "label",
+    checkpoint: PathLike | None = None,
 ):
     """Join predictions to parcel polygons.
 
@@ -106,6 +129,9 @@ def join_predictions(
         The imported dataset folder, to translate class ids back to the file's codes.
     nomenclature
         The labels' name in that dataset.
+    checkpoint
+        The checkpoint that made the predictions: its code mapping (stored at training)
+        translates class ids when ``dataset`` is None, and must agree with the dataset's.
 
     Returns
     -------
@@ -116,6 +142,8 @@ def join_predictions(
     ------
     MapError
         Predicted ids that are not in the parcel file, or a missing column.
+    psetae.data.rasters.LabelCodesError
+        The dataset's class ids mean other codes than the checkpoint's.
     """
     import geopandas as gpd
     import pandas as pd
@@ -140,8 +168,8 @@ def join_predictions(
     out = base.merge(pred, on="id", how="left", validate="one_to_one")
     if label_column is not None:
         out = out.rename(columns={label_column: "true_code"})
-    if dataset is not None:
-        codes = _dataset_codes(dataset, nomenclature)
+    codes = _class_codes(dataset, checkpoint, nomenclature)
+    if codes is not None:
         out["pred_code"] = [codes.get(int(c)) if pd.notna(c) else None for c in out["pred_class"]]
         if label_column is not None:
             known = out["pred_code"].notna() & out["true_code"].notna()
@@ -160,6 +188,7 @@ def write_prediction_map(
     label_column: str | None = None,
     dataset: PathLike | None = None,
     nomenclature: str = "label",
+    checkpoint: PathLike | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write the map of :func:`join_predictions` as a GeoPackage or GeoJSON (by extension).
@@ -191,6 +220,7 @@ def write_prediction_map(
         label_column=label_column,
         dataset=dataset,
         nomenclature=nomenclature,
+        checkpoint=checkpoint,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.stem}.tmp-{os.getpid()}{out.suffix}"

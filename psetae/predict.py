@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from psetae.data.dataset import PixelSetDataset, collate_pixel_sets
 from psetae.data.format import DatasetFormatError, load_normalisation
+from psetae.data.rasters import check_label_codes
 from psetae.device import pick_device
 from psetae.errors import PsetaeError
 from psetae.io import atomic_write
@@ -340,6 +341,8 @@ class PredictionStream:
         self.members = _load_members(self.checkpoints, self.device, npixel, compile)
         meta = self.members[0].meta
         check_input(root, meta["nomenclature"], labels_required=labelled)
+        # Class ids must mean the same codes as in training (raster imports number them).
+        check_label_codes(root, meta, self.checkpoints[0])
         self.root, self.labelled = root, labelled
         self.dataset = _raw_dataset(root, meta, labelled, npixel)
         needs_extra = any(m.extra_stats is not None for m in self.members)

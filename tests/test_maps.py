@@ -104,6 +104,9 @@ def test_cli_round_trip(tmp_path, capsys):
     assert "parcels written to" in capsys.readouterr().out
     assert main(args) == 2  # exists already: one line, exit 2
     assert "exists already" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "ds2"), "--codes-from", str(tmp_path / "ds")]) == 0
+    codes = "META/label_codes.json"
+    assert (tmp_path / "ds2" / codes).read_text() == (tmp_path / "ds" / codes).read_text()
     csv_path, ids, _, _ = _predictions(tmp_path, tmp_path / "ds")
     assert main(["map", str(csv_path), "--parcels", str(tmp_path / "s" / "parcels.gpkg"),
                  "--dataset", str(tmp_path / "ds"), "--label-column", "code", "--out",
@@ -133,3 +136,55 @@ def test_plot_prediction_map_outlines_the_wrong_parcels(imported):
     assert fig._suptitle.get_text().endswith(f"overall accuracy {oa:.2f}")
     with pytest.raises(KeyError, match="no column 'nope'"):
         plot_prediction_map(gdf, true_column="nope")
+
+
+def _train_checkpoint(ds_root, out):
+    """A one-epoch model on an imported dataset (10 bands, its K classes)."""
+    from psetae.train.fit import TrainConfig, fit
+    from tests.tiny import TINY_MODEL
+
+    k = int(max(read_labels(ds_root, "label").values())) + 1
+    model = {**TINY_MODEL, "mlp1": [10, 8, 8], "mlp4": [16, 8, k]}
+    cfg = TrainConfig(epochs=1, batch_size=8, npixel=6, seed=0, device="cpu", progress=False,
+                      model=model, nomenclature="label", classes=None)  # fmt: skip
+    train = PixelSetDataset(ds_root, "label", npixel=6, seed=0)
+    return fit(train, train, cfg, out).best_path
+
+
+def test_other_code_set_is_refused_and_codes_from_makes_labels_agree(imported, tmp_path):
+    from psetae.data.rasters import LabelCodesError, RasterImportError
+    from psetae.maps import join_predictions
+    from psetae.predict import evaluate, predict
+
+    root, scene = imported
+    parcels = gpd.read_file(scene.parcels)
+    first = sorted(parcels["code"].unique())[0]
+    region_b = parcels[parcels["code"] != first]  # one code fewer: labels shift by one
+    region_b.to_file(tmp_path / "b.gpkg", engine="pyogrio")
+    kw = {"label_column": "code", "name_column": "name", "cloud_band": "CLOUD"}
+    import_rasters(scene.rasters, tmp_path / "b.gpkg", tmp_path / "b", **kw)
+    ckpt = _train_checkpoint(root / "ds", tmp_path / "run")
+    with pytest.raises(LabelCodesError, match=r"label_codes\.json.*other label codes.*best"):
+        evaluate(ckpt, tmp_path / "b")
+    with pytest.raises(LabelCodesError):
+        predict(tmp_path / "b", ckpt)
+    csv_path, *_ = _predictions(tmp_path, root / "ds")
+    with pytest.raises(LabelCodesError):
+        join_predictions(csv_path, scene.parcels, dataset=tmp_path / "b", checkpoint=ckpt)
+    # the same file imported with the training dataset's codes: same class ids, accepted
+    import_rasters(scene.rasters, tmp_path / "b.gpkg", tmp_path / "b2", codes_from=root / "ds",
+                   **kw)  # fmt: skip
+    a, b = read_labels(root / "ds", "label"), read_labels(tmp_path / "b2", "label")
+    assert set(b) == set(region_b["id"]) and all(b[i] == a[i] for i in b)
+    assert evaluate(ckpt, tmp_path / "b2")["n_skipped"] == 0
+    # the checkpoint's codes translate predictions without any dataset
+    m = join_predictions(csv_path, scene.parcels, label_column="code", checkpoint=ckpt)
+    assert (m["pred_code"] == m["true_code"]).sum() == (m["correct"]).sum() > 0
+    # a code the mapping lacks is an error, before anything is written
+    extra = parcels.copy()
+    extra.loc[0, "code"] = 999
+    extra.to_file(tmp_path / "c.gpkg", engine="pyogrio")
+    with pytest.raises(RasterImportError, match=r"\[999\] are not in .*label_codes\.json"):
+        import_rasters(scene.rasters, tmp_path / "c.gpkg", tmp_path / "c", codes_from=root / "ds",
+                       **kw)  # fmt: skip
+    assert not (tmp_path / "c").exists()

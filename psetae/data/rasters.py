@@ -37,6 +37,12 @@ once into an id image (``rasterio.features.rasterize``), each date's window is r
 the pixels are grouped by id with numpy (argsort). A parcel is written as soon as the last
 tile it touches is done, so memory is bounded by a tile and the parcels that straddle it, not
 by the scene.
+
+Class ids: labels are stored as 0..K-1 with ``META/<nomenclature>_codes.json`` mapping them
+back to the file's codes. Two imports of different parcel files number their codes
+independently unless the second reuses the first's mapping (``codes_from``); a checkpoint
+stores the mapping of its training data (``label_codes``) and :func:`check_label_codes`
+refuses a dataset that maps class ids to other codes.
 """
 
 from __future__ import annotations
@@ -56,7 +62,9 @@ from pathlib import Path
 import numpy as np
 
 from psetae.data.format import (
+    DatasetFormatError,
     parse_date,
+    read_json,
     write_json_atomic,
     write_normalisation,
 )
@@ -65,6 +73,9 @@ from psetae.io import replace_dir
 
 __all__ = [
     "RasterImportError",
+    "LabelCodesError",
+    "read_label_codes",
+    "check_label_codes",
     "DateLayer",
     "RasterSeries",
     "ImportResult",
@@ -535,6 +546,7 @@ def import_rasters(
     date_pattern: str = DATE_PATTERN,
     all_touched: bool = False,
     nomenclature: str = "label",
+    codes_from: PathLike | None = None,
     tile: int = 256,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -562,6 +574,13 @@ def import_rasters(
         Name of the labels in ``META/labels.json``. Labels are stored as 0..K-1; the codes
         are in ``META/<nomenclature>_codes.json`` and names, if any, in
         ``META/<nomenclature>_names.json``.
+    codes_from
+        A dataset folder written by this function (e.g. the training region): reuse its
+        ``META/<nomenclature>_codes.json`` (and names) so that class k means the same code in
+        both folders, whatever codes this parcel file has. A code that is not in that mapping
+        is an error listing the codes (drop those parcels from the file first, or import
+        without ``codes_from``). Without it, labels are 0..K-1 in the sorted order of the
+        codes present in this file.
     tile
         Side of the square windows read at once (pixels); memory grows with its square.
     overwrite
@@ -588,10 +607,11 @@ def import_rasters(
         raise ValueError(f"tile must be at least 16 pixels, not {tile}")
     series = open_series(rasters, bands=bands, cloud_band=cloud_band, date_pattern=date_pattern)
     parcels = Path(parcels)
+    mapping = None if codes_from is None else _fixed_mapping(codes_from, nomenclature)
     gdf = read_parcels(parcels, id_column, label_column, name_column, layer)
     report = _Report()
     geoms, ids, labels, codes, names = _prepare_parcels(
-        gdf, parcels, series, id_column, label_column, name_column, report
+        gdf, parcels, series, id_column, label_column, name_column, report, mapping
     )
     if not len(ids):
         raise RasterImportError(parcels, f"no parcel left to import: {_reasons(report.rows)}")
@@ -627,9 +647,9 @@ def import_rasters(
         lab = {} if labels is None else {str(int(ids[k])): int(labels[k]) for k in kept}
         write_json_atomic(meta / "labels.json", {nomenclature: lab})
         if codes is not None:
-            write_json_atomic(meta / f"{nomenclature}_codes.json", dict(enumerate(codes)))
+            write_json_atomic(meta / f"{nomenclature}_codes.json", codes)
         if names is not None:
-            write_json_atomic(meta / f"{nomenclature}_names.json", dict(enumerate(names)))
+            write_json_atomic(meta / f"{nomenclature}_names.json", names)
         share = filled / total if total else 0.0
         write_json_atomic(meta / "import.json", _import_meta(series, parcels, all_touched, share))
         _write_report(tmp / REPORT_FILE, report.rows)
@@ -671,8 +691,9 @@ def _write_report(path: Path, rows: list[tuple[object, str, str]]) -> None:
         w.writerows(rows)
 
 
-def _prepare_parcels(gdf, path, series, id_column, label_column, name_column, report):
-    """Checked geometries in the raster CRS, ids and labels; records what it skips."""
+def _prepare_parcels(gdf, path, series, id_column, label_column, name_column, report, mapping):
+    """Checked geometries in the raster CRS, ids, labels and the ``{class: code}`` and
+    ``{class: name}`` mappings (``mapping``: those of ``codes_from``); records what it skips."""
     import shapely
 
     gdf = gdf.to_crs(series.crs)
@@ -717,13 +738,95 @@ def _prepare_parcels(gdf, path, series, id_column, label_column, name_column, re
         for pid in ids[missing]:
             report.add(int(pid), "skipped", f"label missing (column {label_column!r})")
         keep &= ~missing
-        codes, names = _class_mapping(gdf.loc[keep], label_column, name_column, path)
-        index = {c: k for k, c in enumerate(codes)}
-        as_key = int if isinstance(codes[0], int) else str
-        labels = np.array([index[as_key(v)] for v in gdf.loc[keep, label_column]], np.int64)
+        present, own_names = _class_mapping(gdf.loc[keep], label_column, name_column, path)
+        if mapping is None:
+            codes = dict(enumerate(present))
+            names = None if own_names is None else dict(enumerate(own_names))
+        else:
+            codes, names, source = mapping
+            unknown = [c for c in present if str(c) not in {str(v) for v in codes.values()}]
+            if unknown:
+                raise RasterImportError(
+                    path, f"label codes {unknown} are not in {source} (codes_from): drop "
+                    "those parcels from the file or import without codes_from"
+                )  # fmt: skip
+            if names is None and own_names is not None:
+                by_code = dict(zip(map(str, present), own_names, strict=True))
+                names = {k: by_code[str(c)] for k, c in codes.items() if str(c) in by_code}
+        index = {str(c): k for k, c in codes.items()}
+        as_key = int if isinstance(present[0], int) else str
+        labels = np.array([index[str(as_key(v))] for v in gdf.loc[keep, label_column]], np.int64)
+    elif mapping is not None:  # no labels: the mapping still translates predictions back
+        codes, names = mapping[0], mapping[1]
     geoms, ids = geoms[keep], ids[keep]
     _report_overlaps(geoms, ids, report)
     return geoms, ids, labels, codes, names
+
+
+def _fixed_mapping(root: PathLike, nomenclature: str):
+    """``({class: code}, {class: name} or None, codes file)`` of the dataset ``codes_from``."""
+    path = Path(root) / "META" / f"{nomenclature}_codes.json"
+    codes = read_label_codes(root, nomenclature)
+    if codes is None:
+        raise RasterImportError(path, "codes_from: no such file (not an imported dataset?)")
+    names_path = Path(root) / "META" / f"{nomenclature}_names.json"
+    names = None
+    if names_path.is_file():
+        obj = read_json(names_path)
+        if not isinstance(obj, dict):
+            raise DatasetFormatError(names_path, "expected {class: name}")
+        names = {int(k): str(v) for k, v in obj.items()}
+    return {int(k): v for k, v in codes.items()}, names, path
+
+
+class LabelCodesError(PsetaeError, ValueError):
+    """A dataset's class ids stand for other label codes than a checkpoint's."""
+
+
+def read_label_codes(root: PathLike, nomenclature: str) -> dict[str, object] | None:
+    """The ``{class id: code}`` mapping of an imported dataset (``META/<nomenclature>_codes.json``),
+    keys as strings; None when the folder has none (not imported, or imported without labels).
+
+    Raises
+    ------
+    psetae.data.format.DatasetFormatError
+        The file is not a ``{class id: code}`` object.
+    """
+    path = Path(root) / "META" / f"{nomenclature}_codes.json"
+    if not path.is_file():
+        return None
+    obj = read_json(path)
+    if not isinstance(obj, dict) or not all(str(k).lstrip("-").isdigit() for k in obj):
+        raise DatasetFormatError(path, "expected {class id: code}")
+    return {str(int(k)): v for k, v in obj.items()}
+
+
+def check_label_codes(root: PathLike, meta: dict, checkpoint: PathLike) -> None:
+    """Refuse a dataset whose class ids mean other codes than in the checkpoint's training data.
+
+    ``meta`` is the checkpoint's content (``label_codes``, ``nomenclature``). Nothing is
+    checked when either side has no mapping (a dataset imported without labels, or a
+    checkpoint of data that was not imported).
+
+    Raises
+    ------
+    LabelCodesError
+        Some class id has another code in ``root`` than in the checkpoint; names both files.
+    """
+    stored = meta.get("label_codes")
+    own = read_label_codes(root, meta["nomenclature"])
+    if stored is None or own is None:
+        return
+    differ = [k for k in stored if k in own and str(stored[k]) != str(own[k])]
+    if differ:
+        path = Path(root) / "META" / f"{meta['nomenclature']}_codes.json"
+        eg = ", ".join(
+            f"class {k} is code {own[k]!r} here, {stored[k]!r} there" for k in differ[:3]
+        )
+        raise LabelCodesError(
+            f"{path}: its class ids stand for other label codes than in the training data of "
+            f"{checkpoint} ({eg}); re-import this folder with --codes-from <training dataset>"
+        )
 
 
 def _polygonal(geom):

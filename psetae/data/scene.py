@@ -6,6 +6,11 @@ default). Each field gets a class and pixel spectra from :func:`psetae.data.simu
 (its phenology, spectra and within-field variability); the background is bare soil. Some dates
 have round clouds, bright in every band and flagged in a ``CLOUD`` band (1 cloudy, 0 clear).
 
+Each seed gets its own place on the map by default (see :func:`default_origin`), so scenes of
+the same size with different seeds are separate regions. ``nodata_share`` writes the nodata
+value :data:`NODATA` (declared in the GeoTIFF tags) on random pixels of each date, as a tile
+edge or a failed acquisition would, to exercise the importer's nodata rule.
+
 Written files (seeded: same arguments, same pixels and polygons)::
 
     out/rasters/S2_<YYYYMMDD>.tif   int16 reflectance x 10000, bands B2 ... B12 then CLOUD
@@ -37,7 +42,7 @@ from psetae.data.simulate import (
 from psetae.errors import OutputExistsError
 from psetae.io import replace_dir
 
-__all__ = ["SceneFiles", "simulate_scene", "CLOUD_BAND", "SCENE_CRS"]
+__all__ = ["SceneFiles", "simulate_scene", "default_origin", "CLOUD_BAND", "SCENE_CRS", "NODATA"]
 
 PathLike = str | os.PathLike
 
@@ -45,6 +50,11 @@ PathLike = str | os.PathLike
 CLOUD_BAND = "CLOUD"
 #: Default CRS: WGS 84 / UTM zone 31N, the zone of S2-Agri's tile T31TFM.
 SCENE_CRS = "EPSG:32631"
+#: Nodata value of the bands when ``nodata_share`` > 0 (outside the reflectance range 0..10000).
+NODATA = -9999
+#: Upper-left corner of the scene of seed 0 (metres, UTM 31N).
+_ORIGIN0 = (600_000.0, 4_800_000.0)
+_SLOTS = 16  # scenes per row of the seeds' grid
 # Bare soil and cloud reflectance x 10000 in the order of BANDS (a model, not measurements).
 _SOIL = np.array([800, 1100, 1600, 1900, 2050, 2150, 2250, 2320, 3200, 2800], dtype=np.float64)
 _CLOUD = np.array([5000, 4800, 4700, 4700, 4700, 4700, 4700, 4600, 3300, 2200], dtype=np.float64)
@@ -73,6 +83,17 @@ def _fields(rng: np.random.Generator, n: int, width: float, height: float, margi
     return cells[order]  # top to bottom, then left to right
 
 
+def default_origin(seed: int, width: int, height: int, pixel_size: float) -> tuple[float, float]:
+    """The upper-left corner (x, y) of the scene of ``seed`` when no origin is given.
+
+    The scenes of one size tile a 16 x 16 grid, side by side, from (600 000, 4 800 000)
+    eastwards then southwards: seed s sits in column s mod 16 and row (s // 16) mod 16, so
+    256 consecutive seeds never overlap (seed 0 keeps the historical origin).
+    """
+    col, row = seed % _SLOTS, (seed // _SLOTS) % _SLOTS
+    return (_ORIGIN0[0] + col * width * pixel_size, _ORIGIN0[1] - row * height * pixel_size)
+
+
 def simulate_scene(
     out: PathLike,
     *,
@@ -83,8 +104,9 @@ def simulate_scene(
     dates: tuple[int, ...] = DEFAULT_DATES,
     cloudy_dates: int = 3,
     crs: str = SCENE_CRS,
-    origin: tuple[float, float] = (600_000.0, 4_800_000.0),
+    origin: tuple[float, float] | None = None,
     pixel_size: float = 10.0,
+    nodata_share: float = 0.0,
     overwrite: bool = False,
 ) -> SceneFiles:
     """Write a synthetic scene: one GeoTIFF per date and the parcel polygons (GeoPackage).
@@ -104,7 +126,12 @@ def simulate_scene(
     cloudy_dates
         How many dates get clouds.
     crs, origin, pixel_size
-        The projected CRS, the upper-left corner (x, y) and the pixel size (m).
+        The projected CRS, the upper-left corner (x, y; default :func:`default_origin` of the
+        seed) and the pixel size (m).
+    nodata_share
+        Share of the pixels of each date whose bands are all :data:`NODATA` (drawn
+        independently per date; 0: none, and the files declare no nodata value). The cloud
+        band is left as it is.
     overwrite
         Replace ``out`` if it exists.
 
@@ -117,7 +144,7 @@ def simulate_scene(
     FileExistsError
         ``out`` exists and ``overwrite`` is False.
     ValueError
-        Sizes that are not positive or too many cloudy dates.
+        Sizes that are not positive, too many cloudy dates or ``nodata_share`` not in [0, 1).
     """
     import geopandas as gpd
     import rasterio
@@ -132,7 +159,13 @@ def simulate_scene(
         raise ValueError("width, height, n_fields and pixel_size must be positive")
     if not 0 <= cloudy_dates <= len(dates):
         raise ValueError(f"cloudy_dates must be in [0, {len(dates)}], not {cloudy_dates}")
+    if not 0.0 <= nodata_share < 1.0:
+        raise ValueError(f"nodata_share must be in [0, 1), not {nodata_share}")
+    if origin is None:
+        origin = default_origin(seed, width, height, pixel_size)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    # a stream of its own: the scene's other pixels do not change with nodata_share
+    holes = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     transform = Affine(pixel_size, 0.0, origin[0], 0.0, -pixel_size, origin[1])
     # fields in pixel units, then placed on the map (y grows downwards in pixel units)
     cells = _fields(rng, n_fields, width, height, margin=0.4)
@@ -173,6 +206,8 @@ def simulate_scene(
             "dtype": "int16", "crs": crs, "transform": transform, "tiled": True,
             "blockxsize": 256, "blockysize": 256,
         }  # fmt: skip
+        if nodata_share > 0:
+            profile["nodata"] = NODATA
         rows = []
         for t, date in enumerate(dates):
             img = soil.copy()
@@ -187,6 +222,8 @@ def simulate_scene(
             name = f"S2_{date}.tif"
             with rasterio.open(tmp / "rasters" / name, "w", **profile) as dst:
                 data = np.clip(np.rint(img), 0, 10000).astype(np.int16).reshape(-1, height, width)
+                if nodata_share > 0:
+                    data[:, holes.uniform(size=(height, width)) < nodata_share] = NODATA
                 dst.write(data, list(range(1, len(BANDS) + 1)))
                 dst.write(cloud.astype(np.int16), len(BANDS) + 1)
                 dst.descriptions = (*BANDS, CLOUD_BAND)

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from psetae.data.names import class_names
+from psetae.data.rasters import read_label_codes
 from psetae.device import pick_device
 from psetae.io import write_json_atomic
 from psetae.losses import FocalLoss
@@ -289,6 +290,8 @@ def dataset_metadata(dataset: Any, config: TrainConfig) -> dict[str, Any]:
         "class_ids": [int(c) for c in dataset.class_ids],
         "class_names": class_names(dataset.root, config.nomenclature, dataset.class_ids),
         "nomenclature": config.nomenclature,
+        # {class id: code} of an imported dataset: evaluate/predict/map refuse another mapping
+        "label_codes": read_label_codes(dataset.root, config.nomenclature),
         "npixel": int(config.npixel),
         "extra_features": bool(config.extra_features),
         "sequence_length": int(dataset.sequence_length),

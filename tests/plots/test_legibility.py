@@ -18,6 +18,7 @@ import pytest
 from psetae.plots.data import plot_acquisition_calendar, plot_class_counts, plot_class_profiles
 from psetae.plots.encoders import plot_architecture, plot_attention_calendar, plot_master_query
 from psetae.plots.losses import plot_focal_gradients, plot_focal_loss
+from psetae.plots.maps import plot_prediction_map
 from psetae.plots.training import (
     plot_attention_per_class,
     plot_confusion_matrix,
@@ -32,6 +33,17 @@ HISTORY = [
     {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_oa": 0.5, "val_miou": 0.3}
     for e in range(1, 6)
 ]
+
+
+def _parcels():
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    true = [NAMES[i % K] for i in range(60)]
+    pred = [NAMES[(i + 1) % K] if i % 4 == 0 else t for i, t in enumerate(true)]
+    geoms = [box(i % 10, i // 10, i % 10 + 0.9, i // 10 + 0.9) for i in range(60)]
+    return gpd.GeoDataFrame({"true_code": true, "pred_code": pred}, geometry=geoms)
+
 
 FIGURES = {
     "class profiles": lambda: plot_class_profiles(
@@ -50,6 +62,7 @@ FIGURES = {
         rng.dirichlet(np.ones(T), size=(2, 4)), np.arange(T) * 10.0
     ),
     "architecture": plot_architecture,
+    "prediction map": lambda: plot_prediction_map(_parcels()),
     "master query": lambda: plot_master_query(
         np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), [1.0, 0.2]
     ),
