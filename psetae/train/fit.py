@@ -664,11 +664,6 @@ def fit(
     dist_timeout_s
         Under torchrun, how long a rank waits for the others before the job fails.
 
-    Under ``torchrun`` (see :mod:`psetae.train.distributed`) every rank calls ``fit`` with
-    the same arguments: ``config.batch_size`` is the global batch, split across the ranks;
-    the gradients are averaged over the ranks; the validation metrics are those of the whole
-    set; only rank 0 writes files.
-
     Returns
     -------
     FitResult
@@ -678,6 +673,13 @@ def fit(
     TrainError
         If a dataset has unlabelled parcels, the datasets disagree on the classes, or the
         checkpoint to resume from was made with another config.
+
+    Notes
+    -----
+    Under ``torchrun`` (see :mod:`psetae.train.distributed`) every rank calls ``fit`` with
+    the same arguments: ``config.batch_size`` is the global batch, split across the ranks;
+    the gradients are averaged over the ranks; the validation metrics are those of the whole
+    set; only rank 0 writes files.
     """
     config = config or TrainConfig()
     out = Path(out_dir)
