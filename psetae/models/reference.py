@@ -23,11 +23,12 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from psetae.data.format import dates_to_positions
 from psetae.errors import PsetaeError
@@ -721,6 +722,26 @@ def load_reference_weights(
     """
     ref, source = read_reference_state_dict(path_or_state_dict)
     ours = convert_reference_state_dict(ref, source)
+    check = check_positions and PE_KEY in ref
+    table = (lambda: _check_positional_table(model, ref[PE_KEY], source)) if check else None
+    return load_converted(model, ours, source, table)
+
+
+def load_converted(
+    model: nn.Module,
+    ours: Mapping[str, torch.Tensor],
+    source: str,
+    check: Callable[[], None] | None = None,
+) -> nn.Module:
+    """Load weights already renamed to ``model``'s keys, after checking every key and shape
+    (and running ``check``, e.g. of the positional table); shared by the TAE and L-TAE
+    converters.
+
+    Raises
+    ------
+    ReferenceWeightsError
+        Naming the source and the missing, unexpected or mis-shaped keys.
+    """
     target = model.state_dict()
     missing = sorted(set(target) - set(ours))
     unexpected = sorted(set(ours) - set(target))
@@ -734,8 +755,8 @@ def load_reference_weights(
             f"{source}: the weights do not fit the model "
             f"(missing {missing}; unexpected {unexpected}; wrong shapes {shapes})"
         )
-    if check_positions and PE_KEY in ref:
-        _check_positional_table(model, ref[PE_KEY], source)
+    if check is not None:
+        check()
     model.load_state_dict(ours)
     return model
 
@@ -843,6 +864,7 @@ __all__ = [
     "convert_reference_state_dict",
     "find_reference_folds",
     "infer_positions",
+    "load_converted",
     "load_reference_weights",
     "psetae_from_reference",
     "read_reference_conf",

@@ -194,23 +194,9 @@ def load_ltae_reference_weights(
     """
     ref, source = reference.read_reference_state_dict(path_or_state_dict)
     ours = convert_ltae_state_dict(ref, source)
-    target = model.state_dict()
-    missing = sorted(set(target) - set(ours))
-    unexpected = sorted(set(ours) - set(target))
-    shapes = [
-        f"{k}: file {tuple(ours[k].shape)} vs model {tuple(target[k].shape)}"
-        for k in sorted(set(ours) & set(target))
-        if ours[k].shape != target[k].shape
-    ]
-    if missing or unexpected or shapes:
-        raise reference.ReferenceWeightsError(
-            f"{source}: the weights do not fit the model "
-            f"(missing {missing}; unexpected {unexpected}; wrong shapes {shapes})"
-        )
-    if check_positions and PE_KEY in ref:
-        _check_positional_table(model, ref[PE_KEY], source)
-    model.load_state_dict(ours)
-    return model
+    check = check_positions and PE_KEY in ref
+    table = (lambda: _check_positional_table(model, ref[PE_KEY], source)) if check else None
+    return reference.load_converted(model, ours, source, table)
 
 
 def psltae_from_reference(
